@@ -1,0 +1,111 @@
+"""The batched environment: torch tensors in and out, over a physics backend (C engine or MJX)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from robodistill.errors import ConfigError
+from robodistill.tasks import get_task_class
+from robodistill.tasks.base import Task
+
+if TYPE_CHECKING:
+    from robodistill.config import Config
+
+Obs = dict[str, torch.Tensor]
+
+
+def make_task(task: "str | Task | Config", randomize: bool = True) -> Task:
+    """A task instance from a registered name, an instance, or a config (with its randomization ranges)."""
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str):
+        return get_task_class(task)(randomize=randomize)
+    cfg = task
+    cls = get_task_class(cfg.task)
+    return cls(randomization=cfg.env.randomization, randomize=randomize and cfg.env.randomize,
+               mjcf=cfg.task.mjcf, episode_length=cfg.env.episode_length)
+
+
+class BatchedEnv:
+    """``num_envs`` environments of one task stepped together; observation groups ``proprio`` and ``privileged``."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.task: Task = backend.task
+        self.layout = backend.layout
+        self.num_envs: int = backend.num_envs
+        self.action_dim: int = backend.action_dim
+        self.obs_dims = {"proprio": self.layout.proprio_dim, "privileged": self.layout.privileged_dim}
+        self.dt: float = backend.dt
+        self.episode_length: int = self.task.episode_length
+
+    @property
+    def physics_faults(self) -> int:
+        """Number of environments reset because their physics diverged, since construction."""
+        return self.backend.physics_faults
+
+    def reset(self) -> Obs:
+        """Start a new episode everywhere: ``{"proprio": [B, Dp], "privileged": [B, Dq]}``."""
+        proprio, privileged = self.backend.reset()
+        return {"proprio": _to_torch(proprio), "privileged": _to_torch(privileged)}
+
+    def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Apply ``action [B, A]`` in [-1, 1]; finished episodes restart at once (``info["final_obs"]``)."""
+        if action.shape != (self.num_envs, self.action_dim):
+            raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {tuple(action.shape)}")
+        out = self.backend.step(self.backend.action_from_torch(action))
+        obs = {"proprio": _to_torch(out["proprio"]), "privileged": _to_torch(out["privileged"])}
+        info: dict[str, Any] = {"final_obs": None, "faults": _to_bool(out["fault"])}
+        if out["final"] is not None:
+            final = out["final"]
+            info["final_obs"] = {"proprio": _to_torch(final["proprio"]),
+                                 "privileged": _to_torch(final["privileged"])}
+            info["final_env_ids"] = torch.as_tensor(np.asarray(final["env_ids"]))
+        reward, terminated, truncated = (_to_torch(out["reward"]).float(), _to_bool(out["terminated"]),
+                                         _to_bool(out["truncated"]))
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        """Release the backend's threads and buffers."""
+        self.backend.close()
+
+
+def _to_torch(array: Any) -> torch.Tensor:
+    """numpy arrays by ``from_numpy``; device arrays (jax) by DLPack, without a host copy."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if isinstance(array, torch.Tensor):
+        return array
+    return torch.from_dlpack(array)
+
+
+def _to_bool(array: Any) -> torch.Tensor:
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(array.astype(bool, copy=False))
+    return torch.from_dlpack(array).bool()
+
+
+def make_env(task: "str | Task | Config", num_envs: int, backend: str = "mujoco", seed: int = 0,
+             num_threads: int = 2, randomize: bool = True) -> BatchedEnv:
+    """A batched environment of ``task`` on ``backend`` ("mujoco" or "mjx") with ``num_envs`` copies."""
+    if num_envs < 1:
+        raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+    task_obj = make_task(task, randomize=randomize)
+    if backend == "mujoco":
+        from robodistill.sim.mujoco_backend import MujocoBackend
+
+        return BatchedEnv(MujocoBackend(task_obj, num_envs, seed, num_threads))
+    if backend == "mjx":
+        from robodistill.sim.mjx_backend import MjxBackend
+
+        return BatchedEnv(MjxBackend(task_obj, num_envs, seed))
+    raise ConfigError(f"unknown backend {backend!r} (choose 'mujoco' or 'mjx')")
+
+
+def env_from_config(cfg: "Config", num_envs: int, seed: int, randomize: bool = True) -> BatchedEnv:
+    """A batched environment as the config describes it."""
+    return make_env(make_task(cfg, randomize=randomize), num_envs, backend=cfg.env.backend, seed=seed,
+                    num_threads=cfg.env.num_threads)

@@ -1,0 +1,168 @@
+"""The C-engine backend: per-environment MjModels stepped by ``mujoco.rollout``'s native thread pool.
+
+Physics runs in MuJoCo's own threads with no Python per physics step; everything the task adds (observations,
+reward, termination) is one vectorised numpy call per control step over the whole batch. Only resets touch
+environments one by one (writing the sampled parameters into that environment's MjModel).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import mujoco
+import mujoco.rollout
+import numpy as np
+import torch
+
+from robodistill.errors import ConfigError
+from robodistill.sim.episodes import EpisodeSampler
+from robodistill.tasks.base import SimArrays, Task
+from robodistill.tasks.observation import build_layout, observe
+
+log = logging.getLogger(__name__)
+
+_FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+def load_model(task: Task) -> mujoco.MjModel:
+    """Compile the task's MJCF, turning a missing or broken file into a one-line :class:`ConfigError`."""
+    path = task.mjcf_path
+    if not path.is_file():
+        raise ConfigError(f"MJCF file not found: {path}")
+    try:
+        return mujoco.MjModel.from_xml_path(str(path))
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "compile error"
+        raise ConfigError(f"MJCF {path} does not compile: {first}") from None
+
+
+class MujocoBackend:
+    """A batch of ``num_envs`` environments of one task on MuJoCo's C engine, numpy in and out."""
+
+    name = "mujoco"
+
+    def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 2) -> None:
+        self.task, self.num_envs = task, num_envs
+        self.model = load_model(task)
+        task.bind(self.model)
+        self.layout = build_layout(task, self.model)
+        self.action_dim = self.model.nu
+        self.action_offset, self.action_scale = task.action_mapping(self.model)
+        self.dt = float(self.model.opt.timestep) * task.decimation
+        self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
+        self.models = [copy.deepcopy(self.model) for _ in range(num_envs)]
+        nthread = max(1, min(num_threads, num_envs))
+        self._datas = [mujoco.MjData(self.model) for _ in range(nthread)]
+        self._scratch = mujoco.MjData(self.model)
+        self._rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
+        self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
+        self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
+        self._noise = any(s > 0 for s in _noise_stds(self))
+
+        nstate = mujoco.mj_stateSize(self.model, _FULL)
+        nq, nv = self.model.nq, self.model.nv
+        self._qpos_slice, self._qvel_slice = slice(1, 1 + nq), slice(1 + nq, 1 + nq + nv)
+        self.state = np.zeros((num_envs, nstate))
+        self.sensordata = np.zeros((num_envs, self.model.nsensordata))
+        self._state_out = np.zeros((num_envs, task.decimation, nstate))
+        self._sensor_out = np.zeros((num_envs, task.decimation, self.model.nsensordata))
+        self._ctrl = np.zeros((num_envs, task.decimation, self.model.nu))
+        self.prev_action = np.zeros((num_envs, self.action_dim))
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.command = np.zeros((num_envs, task.command_dim))
+        self.params = {p: np.zeros(num_envs) for p in task.params}
+        self.physics_faults = 0
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def sim_arrays(self, rows: Any = slice(None)) -> SimArrays:
+        """Batched view of the current state (``rows`` selects environments)."""
+        state = self.state[rows]
+        return SimArrays(state[:, self._qpos_slice], state[:, self._qvel_slice], self.sensordata[rows])
+
+    def _observe(self, rows: Any = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        sim = self.sim_arrays(rows)
+        params = {p: v[rows] for p, v in self.params.items()}
+        prev = self.prev_action[rows]
+        noise = self.noise_rng.standard_normal((prev.shape[0], self.layout.proprio_dim)) if self._noise else None
+        return observe(self.layout, self.task, sim, prev, self.command[rows], params, noise, np)
+
+    def _reset_envs(self, env_ids: np.ndarray) -> None:
+        episodes = self.sampler.sample(env_ids)
+        fields = self.task.apply_params(self.nominal, episodes.params, np)  # {field: [k, ...]}
+        d = self._scratch
+        for j, i in enumerate(env_ids):
+            m = self.models[i]
+            for fname, values in fields.items():
+                getattr(m, fname)[...] = values[j]
+            mujoco.mj_resetData(m, d)
+            d.qpos[:] = episodes.qpos[j]
+            d.qvel[:] = episodes.qvel[j]
+            mujoco.mj_forward(m, d)
+            mujoco.mj_getState(m, d, self.state[i], _FULL)
+            self.sensordata[i] = d.sensordata
+        for p, v in episodes.params.items():
+            self.params[p][env_ids] = v
+        self.command[env_ids] = episodes.command
+        self.prev_action[env_ids] = 0.0
+        self.steps[env_ids] = 0
+
+    # ---- the batched environment protocol ----------------------------------------------------------
+
+    def reset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start a new episode in every environment; returns ``(proprio, privileged)``."""
+        self._reset_envs(np.arange(self.num_envs))
+        return self._observe()
+
+    def action_from_torch(self, action: Any) -> np.ndarray:
+        """Convert a torch action ``[B, A]`` to this backend's array type."""
+        return action.detach().to("cpu", dtype=torch.float64).numpy()
+
+    def step(self, action: np.ndarray) -> dict[str, Any]:
+        """Advance one control step (``decimation`` physics steps) with auto-reset of finished episodes."""
+        action = np.clip(np.nan_to_num(action, nan=0.0), -1.0, 1.0)  # [B, A]
+        applied = self.task.applied_action(action, self.prev_action, self.params, np)
+        kick = self.task.velocity_kick(self.steps, self.state[:, self._qvel_slice], self.params, np)
+        if kick is not None:
+            self.state[:, self._qvel_slice] += kick
+        self._ctrl[:] = (self.action_offset + self.action_scale * applied)[:, None, :]  # [B, decimation, nu]
+        time_before = self.state[:, 0].copy()
+        self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
+                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True)
+        self.state[:] = self._state_out[:, -1]
+        self.sensordata[:] = self._sensor_out[:, -1]
+        # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too
+        fault = ~np.isfinite(self.state).all(axis=1) | (self.state[:, 0] <= time_before)
+        sim = self.sim_arrays()
+        reward = self.task.reward(sim, action, self.prev_action, self.command, np)
+        terminated = np.asarray(self.task.terminated(sim, self.command, np), dtype=bool) | fault
+        reward = np.where(fault, 0.0, reward)
+        self.steps += 1
+        truncated = (self.steps >= self.task.episode_length) & ~terminated
+        self.prev_action[:] = action
+        proprio, privileged = self._observe()
+        done = np.flatnonzero(terminated | truncated)
+        final = None
+        if done.size:
+            final = {"proprio": proprio[done].copy(), "privileged": privileged[done].copy(), "env_ids": done}
+            if fault.any():
+                self.physics_faults += int(fault.sum())
+                log.debug("physics fault in %d environment(s); reset", int(fault.sum()))
+            self._reset_envs(done)
+            proprio[done], privileged[done] = self._observe(done)
+        proprio = np.nan_to_num(proprio, nan=0.0, posinf=0.0, neginf=0.0)
+        privileged = np.nan_to_num(privileged, nan=0.0, posinf=0.0, neginf=0.0)
+        return {"proprio": proprio, "privileged": privileged, "reward": reward, "terminated": terminated,
+                "truncated": truncated, "final": final, "fault": fault}
+
+    def close(self) -> None:
+        """Stop the rollout thread pool."""
+        self._rollout.close()
+
+
+def _noise_stds(backend: MujocoBackend) -> list[float]:
+    from robodistill.tasks.observation import noise_std_vector
+
+    return noise_std_vector(backend.layout)
