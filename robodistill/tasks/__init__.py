@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, str | type[Task]] = {
     "pendulum": "robodistill.tasks.pendulum:Pendulum",
+    "hopper": "robodistill.tasks.hopper:Hopper",
+    "quadruped": "robodistill.tasks.quadruped:Quadruped",
 }
 
 

@@ -1,0 +1,302 @@
+"""The ``robodistill`` command line (DESIGN.md section 3).
+
+Exit codes: 0 done; 2 bad usage, config or input file (one line on stderr, no traceback, no run directory
+created); 1 a failure at run time (one line on stderr, the traceback in ``RUN/log.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+from robodistill.errors import UsageError
+
+log = logging.getLogger("robodistill")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"robodistill: error: {message} (see robodistill {self.prog.split()[-1]} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (repeatable), e.g. --set distill.iterations=5")
+    if run_dir:
+        p.add_argument("--run-dir", type=Path, default=None, help="run directory (default: runs/<task>-<command>-<time>)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = _Parser(prog="robodistill", description="Privileged SB3 teachers distilled into proprioceptive "
+                     "students by DAgger on MuJoCo/MJX, shipped as ONNX.")
+    from robodistill import __version__
+
+    parser.add_argument("--version", action="version", version=f"robodistill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train-teacher", help="train an SB3 teacher on the privileged observations")
+    p.add_argument("config", type=Path)
+    _common(p)
+
+    p = sub.add_parser("distill", help="distill a proprioceptive student from a teacher (DAgger)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--teacher", type=Path, default=None, help="teacher file or run directory")
+    _common(p)
+
+    p = sub.add_parser("pipeline", help="teacher, student, export and verification into one run directory")
+    p.add_argument("config", type=Path)
+    _common(p)
+
+    p = sub.add_parser("export", help="export RUN's student to RUN/export/policy.onnx, parity-checked")
+    p.add_argument("run", type=Path)
+    _common(p, run_dir=False)
+
+    p = sub.add_parser("eval", help="paired evaluation of a run's policy on held-out episodes")
+    p.add_argument("run", type=Path)
+    p.add_argument("--policy", default="student", help="student, teacher, onnx or random")
+    p.add_argument("--episodes", type=int, default=None, help="number of held-out episodes")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(p, run_dir=False)
+    return parser
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("jax", "absl", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _new_run_dir(requested: Path | None, task: str, command: str) -> Path:
+    """Validate (but do not create) the run directory: a new or empty folder."""
+    from robodistill.runs import default_run_dir
+
+    path = requested or default_run_dir(task, command)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"run directory {path} already exists and is not empty; choose another --run-dir")
+    return path
+
+
+def _open_run(path: Path, cfg: Any) -> Any:
+    """Create the run directory, save the resolved config and attach a log file."""
+    from robodistill.config import save_config
+    from robodistill.runs import MetricsLog
+
+    path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, path / "config.yaml")
+    handler = logging.FileHandler(path / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    log.info("run directory: %s", path)
+    return MetricsLog(path)
+
+
+def _load_run_config(run: Path, overrides: list[str]) -> Any:
+    from robodistill.config import load_config
+    from robodistill.runs import require_run_dir
+
+    return load_config(require_run_dir(run) / "config.yaml", overrides)
+
+
+def _run_student_path(run: Path) -> Path:
+    path = run / "student" / "student.pt"
+    if not path.is_file():
+        raise UsageError(f"run directory {run} has no student (student/student.pt); run distill first")
+    return path
+
+
+# ---- commands ------------------------------------------------------------------------------------------
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    """``train-teacher CONFIG``."""
+    from robodistill.config import load_config
+    from robodistill.runs import update_summary
+    from robodistill.teacher import train_teacher
+
+    cfg = load_config(args.config, args.overrides)
+    run = _new_run_dir(args.run_dir, cfg.task.name, "teacher")
+    metrics = _open_run(run, cfg)
+    t0 = time.time()
+    _, info = train_teacher(cfg, run, metrics)
+    update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
+    metrics.close()
+    print(run)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """``distill CONFIG --teacher RUN_OR_FILE``."""
+    from robodistill.config import load_config
+    from robodistill.distill.runner import distill
+    from robodistill.runs import update_summary
+    from robodistill.teacher import TEACHER_FILE, Teacher, resolve_teacher_path
+
+    cfg = load_config(args.config, args.overrides)
+    if args.teacher is None:
+        raise UsageError("distill needs --teacher RUN_OR_FILE (a teacher file or a run directory with one)")
+    teacher_path = resolve_teacher_path(args.teacher)
+    teacher = Teacher.load(teacher_path)
+    _check_teacher_fits(cfg, teacher)
+    run = _new_run_dir(args.run_dir, cfg.task.name, "distill")
+    metrics = _open_run(run, cfg)
+    (run / "teacher").mkdir(exist_ok=True)
+    shutil.copyfile(teacher_path, run / "teacher" / TEACHER_FILE)
+    teacher_summary = teacher_path.parent.parent / "summary.json"
+    extra = {}
+    if teacher_summary.is_file():
+        extra = {k: v for k, v in json.loads(teacher_summary.read_text()).items() if k.startswith("teacher_")}
+    t0 = time.time()
+    info = distill(cfg, teacher, run, metrics)
+    update_summary(run, task=cfg.task.name, **extra, **info, wall_seconds=time.time() - t0)
+    metrics.close()
+    print(run)
+    return 0
+
+
+def _check_teacher_fits(cfg: Any, teacher: Any) -> None:
+    """Compare the teacher's spec with the task's observation and action sizes before anything runs."""
+    from robodistill.env import env_from_config
+
+    env = env_from_config(cfg, 1, seed=0)
+    try:
+        teacher.check_compatible(cfg.task.name, env.obs_dims["privileged"], env.action_dim)
+    finally:
+        env.close()
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """``pipeline CONFIG``: teacher, student, export."""
+    from robodistill.config import load_config
+    from robodistill.distill.runner import distill
+    from robodistill.onnx_export import export_run
+    from robodistill.runs import update_summary
+    from robodistill.student import load_student
+    from robodistill.teacher import Teacher, train_teacher
+
+    cfg = load_config(args.config, args.overrides)
+    run = _new_run_dir(args.run_dir, cfg.task.name, "pipeline")
+    metrics = _open_run(run, cfg)
+    t0 = time.time()
+    update_summary(run, task=cfg.task.name)
+    teacher, t_info = train_teacher(cfg, run, metrics)
+    update_summary(run, **t_info)
+    d_info = distill(cfg, teacher, run, metrics)
+    update_summary(run, **d_info)
+    t_export = time.time()
+    verification = export_run(cfg, load_student(run / "student" / "student.pt"), run / "export")
+    summary = update_summary(run, **verification, export_wall_seconds=time.time() - t_export,
+                             wall_seconds=time.time() - t0)
+    metrics.close()
+    log.info("score %.3f (student %.1f, teacher %.1f, random %.1f), onnx max abs diff %.1e, %.0f s",
+             summary["score"], summary["student_return"], summary["teacher_return"], summary["random_return"],
+             summary["onnx_max_abs_diff"], summary["wall_seconds"])
+    print(run)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export RUN``."""
+    from robodistill.onnx_export import export_run
+    from robodistill.runs import update_summary
+    from robodistill.student import load_student
+
+    cfg = _load_run_config(args.run, args.overrides)
+    student = load_student(_run_student_path(args.run))
+    verification = export_run(cfg, student, args.run / "export")
+    update_summary(args.run, **verification)
+    print(args.run / "export" / "policy.onnx")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``eval RUN [--policy student|teacher|onnx|random] [--episodes N] [--json]``."""
+    from robodistill.evaluation import (
+        PairedEvaluator, RandomPolicy, StudentPolicy, TeacherPolicy, normalized_score, run_episodes,
+    )
+    from robodistill.teacher import Teacher
+
+    policies = ("student", "teacher", "onnx", "random")
+    if args.policy not in policies:
+        raise UsageError(f"unknown policy {args.policy!r}; choose one of {', '.join(policies)}")
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    cfg = _load_run_config(args.run, args.overrides)
+    teacher = Teacher.load(args.run)
+    episodes = args.episodes or cfg.distill.eval_episodes
+    if args.policy == "student":
+        from robodistill.student import load_student
+
+        policy: Any = StudentPolicy(load_student(_run_student_path(args.run)))
+    elif args.policy == "onnx":
+        from robodistill.onnx_export import OnnxPolicy
+
+        policy = OnnxPolicy(args.run / "export" / "policy.onnx")
+    elif args.policy == "teacher":
+        policy = TeacherPolicy(teacher)
+    else:
+        policy = RandomPolicy(teacher.spec["action_dim"], cfg.distill.eval_seed)
+    evaluator = PairedEvaluator(cfg, teacher, episodes=episodes)
+    result = run_episodes(cfg, policy, episodes, evaluator.seed)
+    out = {"policy": args.policy, "task": cfg.task.name, "episodes": episodes,
+           "mean_return": result.mean, "std_return": float(result.returns.std()),
+           "mean_length": float(result.lengths.mean()), "teacher_return": evaluator.teacher_result.mean,
+           "random_return": evaluator.random_result.mean,
+           "score": normalized_score(result.mean, evaluator.teacher_result.mean, evaluator.random_result.mean)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.policy}: mean return {out['mean_return']:.2f} ± {out['std_return']:.2f} over {episodes} "
+              f"episodes; teacher {out['teacher_return']:.2f}, random {out['random_return']:.2f}, "
+              f"score {out['score']:.3f}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train-teacher": cmd_train_teacher,
+    "distill": cmd_distill,
+    "pipeline": cmd_pipeline,
+    "export": cmd_export,
+    "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robodistill`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        sys.stderr.write(f"robodistill: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("robodistill: interrupted; checkpoints written so far are complete\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the top level turns any crash into exit code 1 and a log
+        log.debug("failure", exc_info=True)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.stream.write(traceback.format_exc())
+                handler.flush()
+        sys.stderr.write(f"robodistill: failed: {type(exc).__name__}: {exc}. The traceback is in the run's "
+                         "log.txt (or rerun with -v); fix the cause and rerun or resume.\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The DAgger loop: collect with the student driving, label with the teacher, aggregate, update, evaluate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robodistill.distill.algorithm import beta_at, distillation_loss, mix_actions
+from robodistill.distill.buffer import AggregationBuffer
+from robodistill.env import env_from_config
+from robodistill.evaluation import PairedEvaluator, StudentPolicy
+from robodistill.runs import MetricsLog, atomic_torch_save
+from robodistill.student import build_student, student_spec
+
+if TYPE_CHECKING:
+    from robodistill.config import Config
+    from robodistill.teacher import Teacher
+
+log = logging.getLogger(__name__)
+
+STUDENT_FILE = "student.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class DaggerRunner:
+    """Owns the environments, the student, the optimizer and the buffer for one distillation run."""
+
+    def __init__(self, cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog) -> None:
+        dc = cfg.distill
+        self.cfg, self.teacher, self.run_dir, self.metrics = cfg, teacher, Path(run_dir), metrics
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.env = env_from_config(cfg, dc.num_envs, seed=cfg.seed + 1)
+        teacher.check_compatible(cfg.task.name, self.env.obs_dims["privileged"], self.env.action_dim)
+        backend = self.env.backend
+        spec = student_spec(cfg, self.env.obs_dims["proprio"], self.env.action_dim, backend.action_offset,
+                            backend.action_scale, cfg.task.name)
+        self.student = build_student(cfg.student.encoder, spec)
+        self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate)
+        self.buffer = AggregationBuffer(
+            dc.buffer_capacity,
+            {"window": self.student.state_shape, "teacher_mean": (self.env.action_dim,),
+             "teacher_std": (self.env.action_dim,)},
+            mode=dc.buffer_mode, generator=self.gen)
+        self.iteration = 0
+        self.env_steps = 0
+        self.labels = 0
+
+    def collect(self, beta: float, obs: dict[str, torch.Tensor], state: torch.Tensor) -> tuple[Any, Any, dict]:
+        """Run ``steps_per_iteration`` control steps; every visited state gets a teacher label."""
+        steps, teacher_steps = self.cfg.distill.steps_per_iteration, 0
+        new_obs = []
+        with torch.no_grad():
+            for _ in range(steps):
+                student_action, state = self.student.act(obs["proprio"], state)  # state: window incl. newest
+                teacher_mean, teacher_std = self.teacher(obs["privileged"])
+                self.buffer.add(window=state, teacher_mean=teacher_mean, teacher_std=teacher_std)
+                new_obs.append(obs["proprio"])
+                action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
+                teacher_steps += int(used.sum())
+                obs, _, terminated, truncated, _ = self.env.step(action)
+                state = self.student.reset_state(state, terminated | truncated)
+        self.student.normalizer.update(torch.cat(new_obs))
+        n = steps * self.env.num_envs
+        self.env_steps += n
+        self.labels += n
+        return obs, state, {"teacher_action_fraction": teacher_steps / n}
+
+    def update(self) -> float:
+        """``updates_per_iteration`` minibatch steps on the aggregate; returns the mean loss."""
+        dc = self.cfg.distill
+        self.student.train()
+        losses = []
+        for _ in range(dc.updates_per_iteration):
+            batch = self.buffer.sample(dc.batch_size)
+            mean, std = self.student(batch["window"])
+            loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), dc.max_grad_norm)
+            self.optimizer.step()
+            losses.append(loss.item())
+        self.student.eval()
+        return float(np.mean(losses))
+
+    def save(self, final: bool = False) -> None:
+        """Atomic checkpoint of everything needed to resume; the student alone on the final call."""
+        student_dir = self.run_dir / "student"
+        self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
+        if not final:
+            atomic_torch_save({"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
+                               "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
+                               "labels": self.labels, "torch_rng": torch.get_rng_state(),
+                               "gen": self.gen.get_state(), "student": self.student.state_dict()},
+                              student_dir / CHECKPOINT_FILE)
+
+    def run(self) -> dict[str, Any]:
+        """The whole distillation; returns the figures for ``summary.json``."""
+        dc = self.cfg.distill
+        t0 = time.time()
+        evaluator = PairedEvaluator(self.cfg, self.teacher)
+        log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
+                 evaluator.random_result.mean)
+        obs = self.env.reset()
+        state = self.student.initial_state(self.env.num_envs)
+        score, result = float("nan"), None
+        bar = tqdm(total=dc.iterations, desc="distill", unit="it", dynamic_ncols=True, leave=False, disable=None)
+        while self.iteration < dc.iterations:
+            beta = beta_at(dc.beta, self.iteration)
+            self.buffer.start_iteration()
+            obs, state, stats = self.collect(beta, obs, state)
+            loss = self.update()
+            self.iteration += 1
+            record: dict[str, Any] = {"loss": loss, "beta": beta, "buffer_size": len(self.buffer),
+                                      "env_steps": self.env_steps, "labels": self.labels, **stats,
+                                      "physics_faults": self.env.physics_faults}
+            if self.iteration % dc.eval_every == 0 or self.iteration == dc.iterations:
+                result, score = evaluator.evaluate(StudentPolicy(self.student))
+                record.update(score=score, student_return=result.mean)
+            self.metrics.write("distill", self.iteration, **record)
+            self.save()
+            bar.update(1)
+            bar.set_postfix(score=f"{score:.3f}", loss=f"{loss:.4f}", beta=f"{beta:.2f}")
+            if dc.target_score is not None and score >= dc.target_score:
+                log.info("target score %.3f reached at iteration %d", dc.target_score, self.iteration)
+                break
+        bar.close()
+        self.save(final=True)
+        self.env.close()
+        wall = time.time() - t0
+        return {"teacher_return": evaluator.teacher_result.mean, "random_return": evaluator.random_result.mean,
+                "student_return": result.mean if result is not None else float("nan"), "score": score,
+                "distill_env_steps": self.env_steps, "labels": self.labels, "distill_iterations": self.iteration,
+                "distill_wall_seconds": wall, "eval_episodes": evaluator.episodes,
+                "physics_faults": self.env.physics_faults}
+
+
+def distill(cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog) -> dict[str, Any]:
+    """Train a student from ``teacher`` as the config says; the student lands in ``RUN/student``."""
+    return DaggerRunner(cfg, teacher, run_dir, metrics).run()

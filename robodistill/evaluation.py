@@ -1,0 +1,141 @@
+"""Paired evaluation (DESIGN.md decision 7): every policy runs the same held-out episodes.
+
+The held-out set is fixed by the evaluation seed: environment ``i`` of an evaluation batch plays the first
+episode of its own seeded stream, so the randomized parameters and the initial state of episode ``i`` are the
+same for the student, the teacher and the random policy. ``score = (R_student - R_random) / (R_teacher - R_random)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from robodistill.config import Config
+    from robodistill.student import WindowMLPStudent
+    from robodistill.teacher import Teacher
+
+
+class Policy(Protocol):
+    """What evaluation drives: a batch policy that may keep per-environment state."""
+
+    def reset(self, num_envs: int) -> None:
+        """Forget all state; ``num_envs`` environments follow."""
+
+    def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Action ``[B, A]`` in [-1, 1] for the current observations."""
+
+
+class TeacherPolicy:
+    """The teacher's deterministic action from the privileged group."""
+
+    def __init__(self, teacher: "Teacher") -> None:
+        self.teacher = teacher
+
+    def reset(self, num_envs: int) -> None:
+        """Stateless."""
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Clipped mean of the teacher."""
+        return self.teacher.act(obs["privileged"])
+
+
+class StudentPolicy:
+    """The student's deterministic action from the proprio group, carrying its state across steps."""
+
+    def __init__(self, student: "WindowMLPStudent") -> None:
+        self.student = student
+        self.state: torch.Tensor | None = None
+
+    def reset(self, num_envs: int) -> None:
+        """Initial state for every environment."""
+        self.state = self.student.initial_state(num_envs)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Clipped mean of the student; advances the state."""
+        action, self.state = self.student.act(obs["proprio"], self.state)
+        return action
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1] from a seeded generator."""
+
+    def __init__(self, action_dim: int, seed: int) -> None:
+        self.action_dim, self.seed = action_dim, seed
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def reset(self, num_envs: int) -> None:
+        """Restart the generator so every evaluation draws the same actions."""
+        self.gen.manual_seed(self.seed)
+
+    def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Uniform actions ``[B, A]``."""
+        batch = obs["proprio"].shape[0]
+        return torch.rand(batch, self.action_dim, generator=self.gen) * 2.0 - 1.0
+
+
+@dataclass
+class EvalResult:
+    """Per-episode returns of one policy on the held-out episodes."""
+
+    returns: np.ndarray  # [N]
+    lengths: np.ndarray  # [N]
+
+    @property
+    def mean(self) -> float:
+        """Mean episode return."""
+        return float(self.returns.mean())
+
+
+def run_episodes(cfg: "Config", policy: Policy, episodes: int, seed: int) -> EvalResult:
+    """Play episode ``i`` of the held-out set in environment ``i``; each is counted until its first end."""
+    from robodistill.env import env_from_config
+
+    env = env_from_config(cfg, episodes, seed=seed)
+    try:
+        obs = env.reset()
+        policy.reset(episodes)
+        returns = torch.zeros(episodes, dtype=torch.float64)
+        lengths = torch.zeros(episodes, dtype=torch.long)
+        running = torch.ones(episodes, dtype=torch.bool)
+        for _ in range(env.episode_length):
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            returns += torch.where(running, reward.double(), 0.0)
+            lengths += running.long()
+            running &= ~(terminated | truncated)
+            if not running.any():
+                break
+    finally:
+        env.close()
+    return EvalResult(returns.numpy(), lengths.numpy())
+
+
+def normalized_score(student_return: float, teacher_return: float, random_return: float) -> float:
+    """``(R_student - R_random) / (R_teacher - R_random)``; 1.0 matches the teacher."""
+    gap = teacher_return - random_return
+    if abs(gap) < 1e-9:
+        return float("nan")
+    return (student_return - random_return) / gap
+
+
+class PairedEvaluator:
+    """Evaluates students against a teacher and the random policy on one fixed held-out set."""
+
+    def __init__(self, cfg: "Config", teacher: "Teacher", episodes: int | None = None,
+                 seed: int | None = None) -> None:
+        self.cfg = cfg
+        self.episodes = episodes or cfg.distill.eval_episodes
+        self.seed = cfg.distill.eval_seed if seed is None else seed
+        self.teacher_result = run_episodes(cfg, TeacherPolicy(teacher), self.episodes, self.seed)
+        action_dim = teacher.spec["action_dim"]
+        self.random_result = run_episodes(cfg, RandomPolicy(action_dim, self.seed), self.episodes, self.seed)
+
+    def evaluate(self, policy: Policy) -> tuple[EvalResult, float]:
+        """``(result, score)`` of ``policy`` on the held-out episodes."""
+        result = run_episodes(self.cfg, policy, self.episodes, self.seed)
+        return result, normalized_score(result.mean, self.teacher_result.mean, self.random_result.mean)

@@ -1,0 +1,129 @@
+"""Run directories: atomic writes, the metrics log and the summary (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from robodistill.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` via ``write(tmp)`` into a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomically write a text file."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Atomically ``torch.save`` an object: a file cut short never replaces a complete one."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, torch.Tensor):
+        return _clean(value.item())
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` and mirrors scalars to TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def write(self, stage: str, step: int, **metrics: Any) -> None:
+        """Record ``metrics`` of ``stage`` at ``step`` (iteration or env step)."""
+        record = {"stage": stage, "step": int(step), "time": time.time(), **_clean(metrics)}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+        if self._writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self._writer.add_scalar(f"{stage}/{key}", value, step)
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_metrics(run_dir: Path, stage: str | None = None) -> list[dict[str, Any]]:
+    """All records of ``metrics.jsonl`` (of one ``stage`` if given); a torn last line is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if stage is None or rec.get("stage") == stage:
+            out.append(rec)
+    return out
+
+
+def update_summary(run_dir: Path, **values: Any) -> dict[str, Any]:
+    """Merge ``values`` into ``summary.json`` (atomically) and return the result."""
+    path = Path(run_dir) / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary.update(_clean(values))
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def default_run_dir(task: str, command: str) -> Path:
+    """``runs/<task>-<command>-<timestamp>`` (unique)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{task}-{command}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def require_run_dir(path: str | Path, what: str = "a run directory") -> Path:
+    """Check that ``path`` is a robodistill run directory (it holds ``config.yaml``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"{path} is not {what}: no such directory")
+    if not (path / "config.yaml").is_file():
+        raise UsageError(f"{path} is not {what}: it has no config.yaml")
+    return path

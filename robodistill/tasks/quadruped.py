@@ -1,0 +1,376 @@
+"""Quadruped: a 12-DoF Go1-sized robot tracks a commanded base velocity over flat and rough terrain.
+
+The command (forward and lateral velocity, yaw rate; body frame) is sampled per episode, as are the ground
+friction, a payload and its centre-of-mass offset, motor strength, PD gains, joint damping and armature, action
+latency, a push and the terrain tile. Rewards follow legged_gym (Rudin et al. 2022, "Learning to Walk in
+Minutes Using Massively Parallel Deep RL"): exponential-kernel velocity tracking plus penalties, scaled by dt,
+with the total clipped at zero (``ONLY_POSITIVE_REWARDS``).
+
+The student senses the IMU (gyro, gravity projected from the orientation), the joint encoders, its previous
+action and the command, all with sensor noise. The teacher also sees the base linear velocity, the foot contact
+states, the randomized parameters, the base height and the terrain heights around each foot (looked up in the
+static height field with ``xp`` ops, so it also runs under ``jax.jit``).
+
+Terrain: the height field holds a fixed bank of tiles (:func:`terrain_bank`), flat and rough; per episode the
+``terrain`` parameter picks the roughness column and ``terrain_variant`` the row, and :meth:`apply_params` moves
+the field so that the chosen tile's centre (a flat spawn pad) lies under the spawn point. ``terrain: [0, 0]`` in
+``env.randomization`` restricts training to flat ground.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from robodistill.tasks.base import (
+    Array, CommandTerm, ExtraTerm, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task,
+    index_set, transform_sensor,
+)
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+TERRAIN_FILE = ASSETS / "quadruped_terrain.bin"
+
+LEGS = ("FL", "FR", "RL", "RR")
+JOINTS = tuple(f"{leg}_{j}" for leg in LEGS for j in ("hip", "thigh", "calf"))
+
+# terrain bank: TILE_ROWS x TILE_COLS tiles of TILE_SIZE m at TERRAIN_RES m; column c has roughness c/(cols-1)
+TILE_SIZE = 5.0
+TILE_ROWS = 4
+TILE_COLS = 4
+TERRAIN_RES = 0.1
+TERRAIN_AMPLITUDE = 0.06  # heights lie in [-A, A] m; the spawn pads and flat tiles are at 0
+SPAWN_PAD = (0.5, 1.0)  # flat within 0.5 m of a tile centre, full roughness beyond 1.0 m
+TERRAIN_SEED = 20240611
+FLOOR_Z = -0.07  # the plane below the height field (assets/quadruped.xml)
+
+
+def terrain_bank() -> np.ndarray:
+    """The bank's heights ``[nrow, ncol]`` in metres (row ↔ y, column ↔ x), generated deterministically.
+
+    Rough tiles are uniform noise on a 0.2 m lattice (linearly interpolated, as in legged_gym's
+    ``random_uniform_terrain``) plus gentle waves, scaled by the column's roughness, with a flat spawn pad
+    blended in around each tile centre.
+    """
+    rs = np.random.RandomState(TERRAIN_SEED)  # legacy generator: its stream is frozen across numpy versions
+    cells = int(round(TILE_SIZE / TERRAIN_RES))
+    n = cells * TILE_ROWS + 1  # square bank: TILE_ROWS == TILE_COLS
+    heights = np.zeros((n, n))
+    coarse = cells // 2 + 1
+    local = np.arange(cells + 1) * TERRAIN_RES - 0.5 * TILE_SIZE  # [cells + 1], tile-centred coordinates
+    ly, lx = np.meshgrid(local, local, indexing="ij")
+    radius = np.hypot(lx, ly)
+    pad = np.clip((radius - SPAWN_PAD[0]) / (SPAWN_PAD[1] - SPAWN_PAD[0]), 0.0, 1.0)
+    for r in range(TILE_ROWS):
+        for c in range(TILE_COLS):
+            noise = rs.uniform(-1.0, 1.0, size=(coarse, coarse))
+            fine = np.linspace(0.0, coarse - 1.0, cells + 1)
+            noise = np.array([np.interp(fine, np.arange(coarse), row) for row in noise])  # along x
+            noise = np.array([np.interp(fine, np.arange(coarse), col) for col in noise.T]).T  # along y
+            phase = rs.uniform(0.0, 2.0 * np.pi, size=2)
+            waves = np.sin(2 * np.pi * lx / 2.5 + phase[0]) * np.sin(2 * np.pi * ly / 3.0 + phase[1])
+            tile = np.clip(0.7 * noise + 0.3 * waves, -1.0, 1.0) * pad * (c / (TILE_COLS - 1))
+            heights[r * cells:(r + 1) * cells + 1, c * cells:(c + 1) * cells + 1] = TERRAIN_AMPLITUDE * tile
+    # pin the extremes so that MuJoCo's normalization of the field to [0, 1] maps back to exactly [-A, A]
+    heights[0, -1], heights[-1, -1] = -TERRAIN_AMPLITUDE, TERRAIN_AMPLITUDE
+    return heights
+
+
+def write_terrain_file(path: Path = TERRAIN_FILE) -> None:
+    """Write :func:`terrain_bank` in MuJoCo's binary height-field format (int32 nrow, ncol; float32 data)."""
+    heights = terrain_bank()
+    data = ((heights + TERRAIN_AMPLITUDE) / (2 * TERRAIN_AMPLITUDE)).astype(np.float32)
+    with open(path, "wb") as f:
+        np.array(heights.shape, dtype=np.int32).tofile(f)
+        data.tofile(f)
+
+
+def tile_center(params: dict[str, Array], xp: Any) -> tuple[Array, Array]:
+    """Centre ``(x [B], y [B])`` of each episode's tile in the height field's own frame."""
+    col = xp.clip(xp.floor(params["terrain"] * TILE_COLS), 0, TILE_COLS - 1)
+    row = xp.clip(xp.floor(params["terrain_variant"] * TILE_ROWS), 0, TILE_ROWS - 1)
+    half = 0.5 * TILE_SIZE * TILE_COLS
+    return -half + TILE_SIZE * (col + 0.5), -half + TILE_SIZE * (row + 0.5)
+
+
+def _yaw_from_quat(quat: Array, xp: Any) -> Array:
+    w, x, y, z = quat[:, 0], quat[:, 1], quat[:, 2], quat[:, 3]
+    return xp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class Quadruped(Task):
+    """Track a commanded base velocity (vx, vy, yaw rate) with a 12-DoF quadruped over randomized terrain."""
+
+    name = "quadruped"
+    mjcf = ASSETS / "quadruped.xml"
+    episode_length = 1000  # control steps of 0.02 s: 20 s
+    decimation = 4
+    command_dim = 3
+
+    proprio_terms = (
+        SensorTerm("imu_gyro", noise_std=0.2),
+        SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.05),
+        *(SensorTerm(f"{j}_pos", noise_std=0.01) for j in JOINTS),
+        *(SensorTerm(f"{j}_vel", noise_std=1.5) for j in JOINTS),
+        PrevActionTerm(),
+        CommandTerm(),
+    )
+    SCAN = 3  # terrain scan: SCAN x SCAN points around each foot, yaw-aligned
+    SCAN_SPACING = 0.1
+    privileged_terms = (
+        SensorTerm("imu_vel"),
+        ExtraTerm("foot_contact", 4),
+        ParamsTerm(),
+        ExtraTerm("base_height", 1),
+        ExtraTerm("terrain_heights", 4 * SCAN * SCAN),
+    )
+    params = {
+        "friction": ParamSpec(0.8, 0.4, 1.2, "sliding friction of every geom (ground and robot)"),
+        "payload_mass": ParamSpec(0.0, -1.0, 2.0, "mass added to the trunk, kg"),
+        "payload_com_x": ParamSpec(0.0, -0.05, 0.05, "trunk centre-of-mass offset along x, m"),
+        "payload_com_y": ParamSpec(0.0, -0.03, 0.03, "trunk centre-of-mass offset along y, m"),
+        "motor_strength": ParamSpec(1.0, 0.9, 1.1, "scale of every actuator's gains and torque limit"),
+        "kp_scale": ParamSpec(1.0, 0.85, 1.15, "scale of the PD stiffness Kp"),
+        "kd_scale": ParamSpec(1.0, 0.8, 1.2, "scale of the PD damping Kd"),
+        "joint_damping": ParamSpec(0.1, 0.02, 0.2, "passive damping of every leg joint, N m s/rad"),
+        "armature": ParamSpec(0.01, 0.006, 0.015, "rotor inertia reflected to every leg joint, kg m^2"),
+        "latency": ParamSpec(0.0, 0.0, 0.5, "fraction of the control step still driven by the previous action"),
+        "push_step": ParamSpec(-1.0, 100.0, 900.0, "control step of the episode's push (< 0: never)"),
+        "push_vx": ParamSpec(0.0, -0.6, 0.6, "push: change of base velocity along world x, m/s"),
+        "push_vy": ParamSpec(0.0, -0.6, 0.6, "push: change of base velocity along world y, m/s"),
+        "terrain": ParamSpec(0.0, 0.0, 1.0, "terrain roughness: picks the tile column (0: flat, 1: roughest)"),
+        "terrain_variant": ParamSpec(0.0, 0.0, 1.0, "picks the tile row (which random terrain)"),
+    }
+    model_fields = ("geom_friction", "geom_pos", "body_mass", "body_ipos", "body_inertia", "actuator_gainprm",
+                    "actuator_biasprm", "actuator_forcerange", "dof_damping", "dof_armature")
+
+    # command ranges (body frame), and the share of episodes that command standing still
+    COMMAND_RANGES = ((-1.0, 1.0), (-0.5, 0.5), (-1.0, 1.0))
+    STAND_STILL_PROB = 0.1
+    ACTION_SCALE = {"hip": 0.3, "thigh": 0.5, "calf": 0.5}  # rad per unit action, around the home pose
+
+    # legged_gym-style reward scales (each term is multiplied by dt)
+    REWARD_SCALES = {
+        "tracking_lin_vel": 1.0,
+        "tracking_ang_vel": 0.5,
+        "lin_vel_z": -2.0,
+        "ang_vel_xy": -0.05,
+        "orientation": -1.0,
+        "torques": -2e-4,
+        "action_rate": -0.01,
+        "feet_air": 0.5,  # stateless surrogate of legged_gym's feet_air_time, see ``reward_terms``
+        "collision": -1.0,
+        "dof_pos_limits": -10.0,
+    }
+    TRACKING_SIGMA = 0.25
+    ONLY_POSITIVE_REWARDS = True
+    SOFT_LIMIT = 0.9  # fraction of each joint range inside which dof_pos_limits is zero
+    CONTACT_FORCE = 1.0  # N: a touch sensor above this counts as contact
+    MIN_BASE_HEIGHT = 0.12  # m, world z of the trunk centre
+    MAX_TILT_COS = 0.5  # terminate when the trunk's z axis is > 60 degrees from vertical
+    SPAWN_JITTER = 0.1  # m, within the flat spawn pad
+    JOINT_NOISE = 0.1  # rad, initial joint angles around the home pose
+
+    def bind(self, model: Any) -> None:
+        """Look up sensor slices, joint/dof ids, the home pose and the height field's data."""
+        def sensor(name: str) -> slice:
+            sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
+            if sid < 0:
+                raise ValueError(f"quadruped MJCF lacks sensor {name!r}")
+            adr = int(model.sensor_adr[sid])
+            return slice(adr, adr + int(model.sensor_dim[sid]))
+
+        self._s = {name: sensor(name) for name in (
+            "imu_gyro", "imu_quat", "imu_vel", "trunk_touch",
+            *(f"{j}_pos" for j in JOINTS), *(f"{j}_torque" for j in JOINTS),
+            *(f"{leg}_foot_pos" for leg in LEGS), *(f"{leg}_foot_touch" for leg in LEGS),
+            *(f"{leg}_thigh_touch" for leg in LEGS))}
+        jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
+        self._leg_dofs = np.array([model.jnt_dofadr[j] for j in jids])  # [12]
+        self._leg_qpos = np.array([model.jnt_qposadr[j] for j in jids])  # [12]
+        ranges = model.jnt_range[jids]  # [12, 2]
+        mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
+        self._soft_lo, self._soft_hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
+        self._trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "trunk")
+        self._dt = float(model.opt.timestep) * self.decimation
+        self._terrain_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "terrain")
+        key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+        self._home_qpos = model.key_qpos[key].copy()  # [nq]
+        acts = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, j) for j in JOINTS]
+        if acts != list(range(model.nu)):
+            raise ValueError("quadruped MJCF: actuators must follow the joint order FL, FR, RL, RR x hip/thigh/calf")
+        hid = int(model.geom_dataid[self._terrain_geom])
+        nrow, ncol = int(model.hfield_nrow[hid]), int(model.hfield_ncol[hid])
+        size = model.hfield_size[hid]  # (x half, y half, elevation, base)
+        self._hf_half = (float(size[0]), float(size[1]))
+        self._hf_shape = (nrow, ncol)
+        # world heights of the field at its nominal position [nrow, ncol] (row <-> y, column <-> x)
+        self._heights = (model.geom_pos[self._terrain_geom, 2]
+                         + size[2] * model.hfield_data[model.hfield_adr[hid]:model.hfield_adr[hid] + nrow * ncol]
+                         .reshape(nrow, ncol)).astype(np.float32)
+
+    def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Actions are offsets from the home pose: ``ctrl = home + scale * action`` (target angles, rad)."""
+        key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+        offset = model.key_ctrl[key].copy()
+        scale = np.array([self.ACTION_SCALE[j.split("_")[1]] for j in JOINTS])
+        return offset, scale
+
+    # ---- host-side sampling ---------------------------------------------------------------------------
+
+    def sample_command(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Uniform (vx, vy, yaw rate) in ``COMMAND_RANGES``; zero with probability ``STAND_STILL_PROB``."""
+        cmd = np.stack([rng.uniform(lo, hi, size=n) for lo, hi in self.COMMAND_RANGES], axis=-1)
+        still = rng.uniform(size=n) < self.STAND_STILL_PROB
+        return np.where(still[:, None], 0.0, cmd)
+
+    def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
+                      nv: int) -> tuple[np.ndarray, np.ndarray]:
+        """Home pose on the spawn pad: jittered x, y, any heading, joint angles ± ``JOINT_NOISE``."""
+        qpos = np.tile(self._home_qpos, (n, 1))
+        qpos[:, 0:2] += rng.uniform(-self.SPAWN_JITTER, self.SPAWN_JITTER, size=(n, 2))
+        yaw = rng.uniform(-np.pi, np.pi, size=n)
+        qpos[:, 3:7] = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=-1)
+        qpos[:, self._leg_qpos] += rng.uniform(-self.JOINT_NOISE, self.JOINT_NOISE, size=(n, len(JOINTS)))
+        qvel = np.zeros((n, nv))
+        qvel[:, 0:6] = rng.uniform(-0.1, 0.1, size=(n, 6))
+        return qpos, qvel
+
+    # ---- pure functions -------------------------------------------------------------------------------
+
+    def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:
+        """Friction, terrain tile, payload, PD gains, torque limits, damping and armature per environment."""
+        n = params["friction"].shape[0]
+        tile = lambda a: xp.broadcast_to(a, (n,) + a.shape)  # noqa: E731
+        all_rows = slice(None)
+        friction = index_set(tile(nominal["geom_friction"]), (all_rows, slice(None), 0),
+                             params["friction"][:, None])
+        cx, cy = tile_center(params, xp)
+        hz = 0.0 * cx + nominal["geom_pos"][self._terrain_geom, 2]
+        geom_pos = index_set(tile(nominal["geom_pos"]), (all_rows, self._terrain_geom),
+                             xp.stack([-cx, -cy, hz], axis=-1))
+        b = self._trunk
+        m0 = nominal["body_mass"][b]
+        mass = m0 + params["payload_mass"]  # [B]
+        body_mass = index_set(tile(nominal["body_mass"]), (all_rows, b), mass)
+        ipos = xp.stack([params["payload_com_x"], params["payload_com_y"], 0.0 * mass], axis=-1)
+        body_ipos = index_set(tile(nominal["body_ipos"]), (all_rows, b), nominal["body_ipos"][b] + ipos)
+        body_inertia = index_set(tile(nominal["body_inertia"]), (all_rows, b),
+                                 nominal["body_inertia"][b][None, :] * (mass / m0)[:, None])
+        kp = nominal["actuator_gainprm"][None, :, 0] * (params["kp_scale"] * params["motor_strength"])[:, None]
+        kd = -nominal["actuator_biasprm"][None, :, 2] * (params["kd_scale"] * params["motor_strength"])[:, None]
+        gainprm = index_set(tile(nominal["actuator_gainprm"]), (all_rows, slice(None), 0), kp)
+        biasprm = index_set(tile(nominal["actuator_biasprm"]), (all_rows, slice(None), 1), -kp)
+        biasprm = index_set(biasprm, (all_rows, slice(None), 2), -kd)
+        forcerange = nominal["actuator_forcerange"][None] * params["motor_strength"][:, None, None]
+        damping = index_set(tile(nominal["dof_damping"]), (all_rows, self._leg_dofs),
+                            xp.broadcast_to(params["joint_damping"][:, None], (n, len(JOINTS))))
+        armature = index_set(tile(nominal["dof_armature"]), (all_rows, self._leg_dofs),
+                             xp.broadcast_to(params["armature"][:, None], (n, len(JOINTS))))
+        return {"geom_friction": friction, "geom_pos": geom_pos, "body_mass": body_mass, "body_ipos": body_ipos,
+                "body_inertia": body_inertia, "actuator_gainprm": gainprm, "actuator_biasprm": biasprm,
+                "actuator_forcerange": forcerange, "dof_damping": damping, "dof_armature": armature}
+
+    def applied_action(self, action: Array, prev_action: Array, params: dict[str, Array], xp: Any) -> Array:
+        """Latency as a blend: the previous action still drives a ``latency`` fraction of the step."""
+        lat = params["latency"][:, None]
+        return lat * prev_action + (1.0 - lat) * action
+
+    def velocity_kick(self, steps: Array, qvel: Array, params: dict[str, Array], xp: Any) -> Array | None:
+        """The episode's push: a change of the base's horizontal velocity at control step ``push_step``."""
+        hit = (steps == xp.floor(params["push_step"]))[:, None]  # [B, 1]
+        kick = xp.concatenate([params["push_vx"][:, None], params["push_vy"][:, None],
+                               xp.zeros((qvel.shape[0], qvel.shape[1] - 2))], axis=-1)  # [B, nv]
+        return xp.where(hit, kick, 0.0 * kick)
+
+    def terrain_height(self, x: Array, y: Array, params: dict[str, Array], xp: Any) -> Array:
+        """World height of the ground under world points ``x, y [B, K]`` (bilinear in the field's grid)."""
+        cx, cy = tile_center(params, xp)
+        hx, hy = self._hf_half
+        nrow, ncol = self._hf_shape
+        u = (x + cx[:, None] + hx) / (2 * hx) * (ncol - 1)  # column coordinate [B, K]
+        v = (y + cy[:, None] + hy) / (2 * hy) * (nrow - 1)  # row coordinate [B, K]
+        inside = (u >= 0) & (u <= ncol - 1) & (v >= 0) & (v <= nrow - 1)
+        u, v = xp.clip(u, 0, ncol - 1.001), xp.clip(v, 0, nrow - 1.001)
+        u0, v0 = xp.floor(u), xp.floor(v)
+        fu, fv = u - u0, v - v0
+        i0, j0 = v0.astype(xp.int32), u0.astype(xp.int32)
+        table = xp.asarray(self._heights)
+        h = ((1 - fu) * (1 - fv) * table[i0, j0] + fu * (1 - fv) * table[i0, j0 + 1]
+             + (1 - fu) * fv * table[i0 + 1, j0] + fu * fv * table[i0 + 1, j0 + 1])
+        return xp.where(inside, h, FLOOR_Z)
+
+    def _feet(self, sim: SimArrays) -> Array:
+        return [sim.sensordata[:, self._s[f"{leg}_foot_pos"]] for leg in LEGS]  # 4 x [B, 3]
+
+    def _contacts(self, sim: SimArrays, xp: Any) -> Array:
+        touch = xp.concatenate([sim.sensordata[:, self._s[f"{leg}_foot_touch"]] for leg in LEGS], axis=-1)
+        return touch > self.CONTACT_FORCE  # [B, 4]
+
+    def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
+        """``foot_contact`` [B, 4], ``base_height`` above the terrain [B, 1], ``terrain_heights`` [B, 4*9]."""
+        if name == "foot_contact":
+            return self._contacts(sim, xp) * 1.0
+        if name == "base_height":
+            ground = self.terrain_height(sim.qpos[:, 0:1], sim.qpos[:, 1:2], params, xp)
+            return sim.qpos[:, 2:3] - ground
+        if name == "terrain_heights":
+            # each foot's height above the ground at a yaw-aligned SCAN x SCAN grid around it [B, 4 * SCAN^2]
+            yaw = _yaw_from_quat(sim.sensordata[:, self._s["imu_quat"]], xp)[:, None]
+            offs = (np.arange(self.SCAN) - (self.SCAN - 1) / 2) * self.SCAN_SPACING
+            ox, oy = (a.ravel() for a in np.meshgrid(offs, offs, indexing="xy"))  # [S]
+            dx = xp.cos(yaw) * ox - xp.sin(yaw) * oy  # [B, S]
+            dy = xp.sin(yaw) * ox + xp.cos(yaw) * oy
+            out = []
+            for foot in self._feet(sim):
+                ground = self.terrain_height(foot[:, 0:1] + dx, foot[:, 1:2] + dy, params, xp)
+                out.append(xp.clip(foot[:, 2:3] - ground, -1.0, 1.0))
+            return xp.concatenate(out, axis=-1)
+        raise NotImplementedError(f"{type(self).__name__} declares no extra term {name!r}")
+
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Each reward term ``[B]``, unscaled (legged_gym's definitions).
+
+        ``feet_air`` replaces legged_gym's feet_air_time, which needs each foot's time in the air carried
+        across steps (state the pure per-step API does not keep): it rewards having up to two feet off the
+        ground while a non-zero velocity is commanded, which encourages stepping (a trot) over shuffling.
+        """
+        vel = sim.sensordata[:, self._s["imu_vel"]]  # body-frame linear velocity [B, 3]
+        gyro = sim.sensordata[:, self._s["imu_gyro"]]  # body-frame angular velocity [B, 3]
+        gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)  # [B, 3]
+        torque = xp.concatenate([sim.sensordata[:, self._s[f"{j}_torque"]] for j in JOINTS], axis=-1)
+        q = sim.qpos[:, self._leg_qpos]  # [B, 12]
+        contacts = self._contacts(sim, xp)
+        moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
+        thigh = xp.concatenate([sim.sensordata[:, self._s[f"{leg}_thigh_touch"]] for leg in LEGS], axis=-1)
+        lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
+        return {
+            "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),
+            "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
+            "lin_vel_z": vel[:, 2] ** 2,
+            "ang_vel_xy": xp.sum(gyro[:, :2] ** 2, axis=-1),
+            "orientation": xp.sum(gravity[:, :2] ** 2, axis=-1),
+            "torques": xp.sum(torque**2, axis=-1),
+            "action_rate": xp.sum((action - prev_action) ** 2, axis=-1),
+            "feet_air": xp.minimum(xp.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
+            "collision": xp.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
+            + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
+            "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
+                                     axis=-1),
+        }
+
+    def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
+        """Sum of ``REWARD_SCALES[k] * term_k * dt``, clipped at zero when ``ONLY_POSITIVE_REWARDS``."""
+        dt = self._dt
+        terms = self.reward_terms(sim, action, prev_action, command, xp)
+        total = sum(self.REWARD_SCALES[k] * dt * v for k, v in terms.items())
+        return xp.maximum(total, 0.0) if self.ONLY_POSITIVE_REWARDS else total
+
+    def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
+        """The trunk touches the ground, tilts more than 60 degrees, or sinks below ``MIN_BASE_HEIGHT``."""
+        gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)
+        trunk = sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE
+        return trunk | (-gravity[:, 2] < self.MAX_TILT_COS) | (sim.qpos[:, 2] < self.MIN_BASE_HEIGHT)

@@ -1,0 +1,304 @@
+"""The privileged teacher: SB3 training at its boundary, then a frozen torch module for labelling.
+
+SB3 is used, never subclassed (DESIGN.md decision 4): a ``VecEnv`` adapter presents the batched environment's
+privileged group to SB3, and after training the observation normalization (``VecNormalize``) and the actor are
+copied into a self-describing :class:`Teacher` module: ``forward(privileged) -> (mean, std)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+from torch import nn
+from tqdm import tqdm
+
+from robodistill.errors import UsageError
+from robodistill.runs import MetricsLog, atomic_torch_save, atomic_write
+
+if TYPE_CHECKING:
+    from robodistill.config import Config
+    from robodistill.env import BatchedEnv
+
+log = logging.getLogger(__name__)
+
+TEACHER_FILE = "teacher.pt"
+
+
+class SB3VecEnv(VecEnv):
+    """SB3 ``VecEnv`` view of a :class:`BatchedEnv`: one observation group, numpy in and out."""
+
+    def __init__(self, env: "BatchedEnv", group: str = "privileged") -> None:
+        self.env, self.group = env, group
+        obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(env.obs_dims[group],), dtype=np.float32)
+        act_space = gym.spaces.Box(-1.0, 1.0, shape=(env.action_dim,), dtype=np.float32)
+        super().__init__(env.num_envs, obs_space, act_space)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        """Reset every environment; returns ``[B, D]``."""
+        return self.env.reset()[self.group].numpy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Store the actions of the next step."""
+        self._actions = actions
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """Step every environment; finished ones restart, with ``terminal_observation`` in their info."""
+        action = torch.as_tensor(np.asarray(self._actions, dtype=np.float32).reshape(self.num_envs, -1))
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        dones = (terminated | truncated).numpy()
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if info["final_obs"] is not None:
+            final = info["final_obs"][self.group].numpy()
+            for j, i in enumerate(info["final_env_ids"].tolist()):
+                infos[i]["terminal_observation"] = final[j]
+                infos[i]["TimeLimit.truncated"] = bool(truncated[i]) and not bool(terminated[i])
+        return obs[self.group].numpy(), reward.numpy(), dones, infos
+
+    def close(self) -> None:
+        """Close the underlying environment."""
+        self.env.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        """Attributes of the (shared) underlying environment, one per index."""
+        return [getattr(self.env, attr_name, None)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        """Not supported: the batch shares one environment object."""
+        raise NotImplementedError("set_attr is not supported by the batched environment")
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        """Call a method of the underlying environment once per index."""
+        return [getattr(self.env, method_name)(*args, **kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        """No gymnasium wrappers sit under this adapter."""
+        return [False] * len(self._get_indices(indices))
+
+
+class Teacher(nn.Module):
+    """Frozen privileged policy: observation normalization plus actor (mean, std) and, if present, critic."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.spec = dict(spec)
+        obs_dim, act_dim = spec["obs_dim"], spec["action_dim"]
+        act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[spec["activation"]]
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_var", torch.ones(obs_dim))
+        self.clip_obs = float(spec["clip_obs"])
+        self.epsilon = float(spec["epsilon"])
+        self.latent = _mlp(obs_dim, spec["net_arch"], act)
+        last = spec["net_arch"][-1] if spec["net_arch"] else obs_dim
+        self.mean_head = nn.Linear(last, act_dim)
+        self.squash = spec["algo"] == "sac"
+        if self.squash:
+            self.log_std_head: nn.Module = nn.Linear(last, act_dim)
+        else:
+            self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.value_latent = _mlp(obs_dim, spec["net_arch"], act)
+        self.value_head = nn.Linear(last, 1)
+        self.has_value = bool(spec.get("has_value", False))
+        self.requires_grad_(False)
+        self.eval()
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """VecNormalize's transform: ``clip((obs - mean) / sqrt(var + eps))``; ``[B, Dq]``."""
+        return torch.clamp((obs - self.obs_mean) / torch.sqrt(self.obs_var + self.epsilon),
+                           -self.clip_obs, self.clip_obs)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action distribution ``(mean [B, A], std [B, A])`` for privileged observations ``[B, Dq]``."""
+        x = self.latent(self.normalize(obs))
+        mean = self.mean_head(x)
+        if self.squash:
+            log_std = torch.clamp(self.log_std_head(x), -20.0, 2.0)
+            return torch.tanh(mean), torch.exp(log_std)
+        return mean, torch.exp(self.log_std).expand_as(mean)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Critic's value estimate ``[B]`` (zeros when the algorithm has no state-value critic)."""
+        if not self.has_value:
+            return torch.zeros(obs.shape[0], device=obs.device)
+        return self.value_head(self.value_latent(self.normalize(obs))).squeeze(-1)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action in [-1, 1]: the clipped mean."""
+        return torch.clamp(self.forward(obs)[0], -1.0, 1.0)
+
+    def save(self, path: Path) -> None:
+        """Atomically save weights with the spec that rebuilds them."""
+        atomic_torch_save({"format": "robodistill-teacher-1", "spec": self.spec, "state_dict": self.state_dict()},
+                          Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Teacher":
+        """Load a teacher file (or the teacher of a run directory); a bad file is a :class:`UsageError`."""
+        path = resolve_teacher_path(path)
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(blob, dict) or blob.get("format") != "robodistill-teacher-1":
+                raise ValueError("not a robodistill teacher file")
+            teacher = cls(blob["spec"])
+            teacher.load_state_dict(blob["state_dict"])
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+            raise UsageError(f"cannot load teacher {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        teacher.requires_grad_(False)
+        return teacher.eval()
+
+    def check_compatible(self, task: str, obs_dim: int, action_dim: int) -> None:
+        """Refuse a teacher trained for another task or observation/action size."""
+        if self.spec["task"] != task:
+            raise UsageError(f"teacher was trained on task {self.spec['task']!r}, but the config's task is {task!r}")
+        if self.spec["obs_dim"] != obs_dim or self.spec["action_dim"] != action_dim:
+            raise UsageError(f"teacher expects privileged obs of size {self.spec['obs_dim']} and "
+                             f"{self.spec['action_dim']} actions; task {task!r} has {obs_dim} and {action_dim}")
+
+
+def resolve_teacher_path(path: str | Path) -> Path:
+    """A teacher file, or ``RUN/teacher/teacher.pt`` for a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "teacher" / TEACHER_FILE
+    if not path.is_file():
+        raise UsageError(f"teacher file not found: {path}")
+    return path
+
+
+def _mlp(inp: int, arch: list[int], act: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in arch:
+        layers += [nn.Linear(inp, width), act()]
+        inp = width
+    return nn.Sequential(*layers)
+
+
+def teacher_from_sb3(model: Any, vecnorm: VecNormalize | None, task: str, algo: str) -> Teacher:
+    """Copy an SB3 PPO/SAC policy and its VecNormalize statistics into a frozen :class:`Teacher`."""
+    policy = model.policy
+    obs_dim = int(np.prod(model.observation_space.shape))
+    act_dim = int(np.prod(model.action_space.shape))
+    if algo == "ppo":
+        net_arch = [m.out_features for m in policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
+        act_fn = policy.activation_fn
+    else:
+        net_arch = [m.out_features for m in policy.actor.latent_pi if isinstance(m, nn.Linear)]
+        act_fn = policy.actor.latent_pi[1].__class__ if len(policy.actor.latent_pi) > 1 else nn.ReLU
+    activation = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}[act_fn]
+    spec = {"task": task, "algo": algo, "obs_dim": obs_dim, "action_dim": act_dim, "net_arch": net_arch,
+            "activation": activation, "clip_obs": vecnorm.clip_obs if vecnorm is not None else 1e9,
+            "epsilon": vecnorm.epsilon if vecnorm is not None else 0.0, "has_value": algo == "ppo"}
+    teacher = Teacher(spec)
+    with torch.no_grad():
+        if vecnorm is not None and vecnorm.norm_obs:
+            teacher.obs_mean.copy_(torch.as_tensor(vecnorm.obs_rms.mean, dtype=torch.float32))
+            teacher.obs_var.copy_(torch.as_tensor(vecnorm.obs_rms.var, dtype=torch.float32))
+        else:
+            teacher.epsilon = 0.0
+            teacher.spec["epsilon"] = 0.0
+        if algo == "ppo":
+            teacher.latent.load_state_dict(copy.deepcopy(policy.mlp_extractor.policy_net.state_dict()))
+            teacher.mean_head.load_state_dict(policy.action_net.state_dict())
+            teacher.log_std.copy_(policy.log_std)
+            teacher.value_latent.load_state_dict(policy.mlp_extractor.value_net.state_dict())
+            teacher.value_head.load_state_dict(policy.value_net.state_dict())
+        else:
+            teacher.latent.load_state_dict(policy.actor.latent_pi.state_dict())
+            teacher.mean_head.load_state_dict(policy.actor.mu.state_dict())
+            teacher.log_std_head.load_state_dict(policy.actor.log_std.state_dict())
+    return teacher.eval()
+
+
+class _ProgressCallback(BaseCallback):
+    """Progress bar, episode-return metrics and atomic checkpoints during SB3 training."""
+
+    def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any) -> None:
+        super().__init__()
+        self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
+        self.bar: tqdm | None = None
+        self._last_log, self._last_ckpt, self._t0 = 0, 0, time.time()
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, desc="teacher", unit="step", dynamic_ncols=True, leave=False, disable=None)
+
+    def _mean_return(self) -> float:
+        buf = self.model.ep_info_buffer
+        return float(np.mean([e["r"] for e in buf])) if buf else float("nan")
+
+    def _on_step(self) -> bool:
+        n = self.num_timesteps
+        if self.bar is not None:
+            self.bar.update(n - self.bar.n)
+        if n - self._last_log >= max(self.total // 50, 1):
+            self._last_log = n
+            ret = self._mean_return()
+            if self.bar is not None:
+                self.bar.set_postfix(ret=f"{ret:.1f}")
+            self.metrics.write("teacher", n, episode_return=ret, steps_per_second=n / (time.time() - self._t0))
+        if n - self._last_ckpt >= self.every:
+            self._last_ckpt = n
+            self.save_checkpoint()
+        return True
+
+    def save_checkpoint(self) -> None:
+        """Atomically save the SB3 model and its normalizer (resumable)."""
+        atomic_write(self.ckpt_dir / "sb3_model.zip", lambda tmp: self.model.save(str(tmp)))
+        if self.vecnorm is not None:
+            atomic_write(self.ckpt_dir / "vecnormalize.pkl", lambda tmp: self.vecnorm.save(str(tmp)))
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Teacher, dict[str, Any]]:
+    """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
+    from stable_baselines3 import PPO, SAC
+
+    from robodistill.env import env_from_config
+
+    tc = cfg.teacher
+    out_dir = Path(run_dir) / "teacher"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = env_from_config(cfg, tc.num_envs, seed=cfg.seed)
+    venv: VecEnv = VecMonitor(SB3VecEnv(env))
+    vecnorm = None
+    if tc.normalize_obs or tc.normalize_reward:
+        vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
+                               gamma=tc.gamma)
+        venv = vecnorm
+    torch.manual_seed(cfg.seed)
+    common = dict(learning_rate=tc.learning_rate, gamma=tc.gamma, seed=cfg.seed, verbose=0, device="cpu",
+                  tensorboard_log=str(Path(run_dir) / "tensorboard"))
+    if tc.algo == "ppo":
+        model = PPO("MlpPolicy", venv, n_steps=tc.n_steps, batch_size=tc.batch_size, n_epochs=tc.n_epochs,
+                    gae_lambda=tc.gae_lambda, clip_range=tc.clip_range, ent_coef=tc.ent_coef,
+                    policy_kwargs=dict(net_arch=dict(pi=tc.net_arch, vf=tc.net_arch), log_std_init=tc.log_std_init,
+                                       activation_fn=nn.Tanh),
+                    **common)
+    else:
+        model = SAC("MlpPolicy", venv, buffer_size=tc.buffer_size, learning_starts=tc.learning_starts,
+                    batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
+    callback = _ProgressCallback(tc.total_timesteps, metrics, out_dir, tc.checkpoint_every, vecnorm)
+    t0 = time.time()
+    model.learn(total_timesteps=tc.total_timesteps, callback=callback, tb_log_name="teacher")
+    wall = time.time() - t0
+    callback.save_checkpoint()
+    teacher = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)
+    teacher.save(out_dir / TEACHER_FILE)
+    info = {"teacher_env_steps": int(model.num_timesteps), "teacher_wall_seconds": wall,
+            "teacher_steps_per_second": model.num_timesteps / max(wall, 1e-9),
+            "teacher_train_return": callback._mean_return()}
+    env.close()
+    log.info("teacher trained: %d env steps in %.1f s (%.0f steps/s), training return %.1f",
+             info["teacher_env_steps"], wall, info["teacher_steps_per_second"], info["teacher_train_return"])
+    return teacher, info
