@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"robodistill: error: {message} (see robodistill {self.prog.split()[-1]} --help)\n")
+        self.exit(2, f"robodistill: error: {message} (see {self.prog} --help)\n")
 
 
 def _common(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
@@ -75,10 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("jax", "absl", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)  # third-party libraries stay at WARNING
 
 
 def _new_run_dir(requested: Path | None, task: str, command: str) -> Path:

@@ -1,0 +1,82 @@
+"""The command line: bad input exits 2 with one line and no run directory; the pipeline runs end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PENDULUM, ROOT, TINY
+
+
+def rd(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "robodistill", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def _one_line_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("task: {name: pendulum\nenv: [", "broken YAML"),
+    ("task: {name: pendlum}\n", "unknown task 'pendlum'"),
+    ("distill: {iteratons: 3}\n", "did you mean 'iterations'"),
+    ("distill: {iterations: three}\n", "expected an integer"),
+    ("distill: {num_envs: -4}\n", "must be >= 1"),
+])
+def test_bad_config_exits_2_without_run_dir(tmp_path, content, fragment):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(content)
+    proc = rd("train-teacher", cfg, "--run-dir", tmp_path / "run")
+    _one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_paths_exit_2(tmp_path):
+    _one_line_error(rd("pipeline", tmp_path / "missing.yaml", "--run-dir", tmp_path / "r"), "config file not found")
+    _one_line_error(rd("distill", PENDULUM, "--teacher", tmp_path / "nope.pt", "--run-dir", tmp_path / "r"),
+                    "teacher file not found")
+    _one_line_error(rd("export", tmp_path), "is not a run directory")
+    _one_line_error(rd("eval", tmp_path / "nowhere"), "is not a run directory")
+    _one_line_error(rd("train-teacher", PENDULUM, "--set", "teacher.algo=dqn", "--run-dir", tmp_path / "r"),
+                    "'dqn' is not one of")
+    assert not (tmp_path / "r").exists()
+
+
+def test_pipeline_smoke_then_eval_export_and_teacher_mismatch(tmp_path):
+    run = tmp_path / "run"
+    sets = [a for s in TINY for a in ("--set", s)]
+    proc = rd("pipeline", PENDULUM, "--run-dir", run, *sets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("task", "teacher_return", "student_return", "random_return", "score", "teacher_env_steps",
+                "distill_env_steps", "wall_seconds", "onnx_max_abs_diff"):
+        assert key in summary, key
+    assert summary["onnx_max_abs_diff"] <= 1e-5
+    for path in ("config.yaml", "teacher/teacher.pt", "student/student.pt", "metrics.jsonl",
+                 "export/policy.onnx", "export/policy.json"):
+        assert (run / path).is_file(), path
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+    proc = rd("eval", run, "--policy", "onnx", "--episodes", "3", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["episodes"] == 3 and out["policy"] == "onnx"
+    student = json.loads(rd("eval", run, "--episodes", "3", "--json").stdout.strip().splitlines()[-1])
+    assert student["mean_return"] == pytest.approx(out["mean_return"], rel=1e-3)
+
+    # a run directory is never overwritten
+    _one_line_error(rd("pipeline", PENDULUM, "--run-dir", run), "already exists")
+
+    # a teacher of another size is refused before anything runs
+    other = tmp_path / "other.yaml"
+    other.write_text("task: {name: pendulum}\n")
+    bad_teacher = rd("distill", other, "--teacher", run, "--run-dir", tmp_path / "d2",
+                     "--set", "env.episode_length=10")
+    assert bad_teacher.returncode == 0 or "teacher" in bad_teacher.stderr

@@ -1,0 +1,89 @@
+"""DAgger: the teacher stays frozen, β-mixing, the loss goes down, the buffer is bounded."""
+
+from __future__ import annotations
+
+import torch
+
+from robodistill.config import BetaConfig
+from robodistill.distill.algorithm import beta_at, distillation_loss, mix_actions
+from robodistill.distill.buffer import AggregationBuffer
+from robodistill.distill.runner import DaggerRunner
+from robodistill.runs import MetricsLog, read_metrics
+
+
+def test_beta_schedules():
+    lin = BetaConfig(schedule="linear", start=1.0, end=0.0, decay_iterations=4)
+    assert [beta_at(lin, k) for k in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert beta_at(BetaConfig(schedule="constant", start=0.3), 10) == 0.3
+    exp = BetaConfig(schedule="exponential", start=1.0, end=0.1, rate=0.5)
+    assert [beta_at(exp, k) for k in range(5)] == [1.0, 0.5, 0.25, 0.125, 0.1]
+
+
+def test_mixing_executes_the_teacher_about_beta_of_the_time():
+    gen = torch.Generator().manual_seed(0)
+    student, teacher = torch.zeros(20000, 2), torch.ones(20000, 2)
+    action, used = mix_actions(student, teacher, 0.3, gen)
+    assert abs(used.float().mean().item() - 0.3) < 0.015
+    assert torch.equal(action[used], teacher[used]) and torch.equal(action[~used], student[~used])
+
+
+def test_fifo_buffer_respects_capacity_and_keeps_the_newest():
+    buf = AggregationBuffer(10, {"x": (1,)}, mode="fifo")
+    for k in range(4):
+        buf.add(x=torch.full((4, 1), float(k)))
+    assert len(buf) == 10
+    assert sorted(buf.data["x"].flatten().tolist()) == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]
+
+
+def test_reservoir_buffer_is_bounded_and_unbiased():
+    buf = AggregationBuffer(100, {"x": (1,)}, mode="reservoir", generator=torch.Generator().manual_seed(0))
+    for k in range(100):
+        buf.add(x=torch.full((10, 1), float(k)))
+    assert len(buf) == 100
+    assert 30 < buf.data["x"].mean().item() < 70  # a uniform sample of 0..99, not the newest
+
+
+def test_on_policy_buffer_forgets_each_iteration():
+    buf = AggregationBuffer(100, {"x": (1,)}, mode="on_policy")
+    buf.add(x=torch.zeros(30, 1))
+    buf.start_iteration()
+    buf.add(x=torch.ones(5, 1))
+    assert len(buf) == 5 and buf.sample(50)["x"].min() == 1.0
+
+
+def test_mse_loss_is_zero_when_equal():
+    m, s = torch.randn(5, 2), torch.rand(5, 2) + 0.1
+    assert distillation_loss("mse", m, s, m, s).item() == 0.0
+    assert distillation_loss("mse", m + 1, s, m, s).item() > 0.0
+
+
+def test_teacher_frozen_and_loss_goes_down(tiny_cfg, tiny_teacher, tmp_path):
+    before = {k: v.clone() for k, v in tiny_teacher.state_dict().items()}
+    runner = DaggerRunner(tiny_cfg.replace(distill=tiny_cfg.distill.__class__(
+        **{**tiny_cfg.distill.__dict__, "updates_per_iteration": 1})), tiny_teacher, tmp_path,
+        MetricsLog(tmp_path, tensorboard=False))
+    obs = runner.env.reset()
+    state = runner.student.initial_state(runner.env.num_envs)
+    runner.collect(0.5, obs, state)
+    # loss on a fixed batch before and after 150 updates
+    batch = runner.buffer.sample(256)
+    with torch.no_grad():
+        first = distillation_loss("mse", *runner.student(batch["window"]), batch["teacher_mean"], batch["teacher_std"])
+    for _ in range(150):
+        runner.update()
+    with torch.no_grad():
+        last = distillation_loss("mse", *runner.student(batch["window"]), batch["teacher_mean"], batch["teacher_std"])
+    assert last.item() < 0.5 * first.item()
+    for k, v in tiny_teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not any(p.requires_grad for p in tiny_teacher.parameters())
+
+
+def test_runner_records_every_iteration(tiny_cfg, tiny_teacher, tmp_path):
+    info = DaggerRunner(tiny_cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
+    records = read_metrics(tmp_path, "distill")
+    assert [r["step"] for r in records] == [1, 2]
+    for key in ("loss", "beta", "buffer_size", "score", "labels"):
+        assert key in records[-1]
+    assert info["distill_env_steps"] == 2 * 16 * 20
+    assert (tmp_path / "student" / "student.pt").is_file()
