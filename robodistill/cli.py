@@ -7,6 +7,7 @@ created); 1 a failure at run time (one line on stderr, the traceback in ``RUN/lo
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import shutil
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None, help="number of held-out episodes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _common(p, run_dir=False)
+
+    for module_name in EXTENSION_MODULES:
+        module = importlib.import_module(module_name)
+        COMMANDS.update(module.register(sub, _common))
     return parser
 
 
@@ -264,6 +269,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"score {out['score']:.3f}")
     return 0
 
+
+# Modules that add commands: each has ``register(subparsers, add_common) -> {name: handler}`` and keeps its
+# heavy imports inside the handlers, so that ``robodistill --help`` stays fast.
+EXTENSION_MODULES: list[str] = []
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train-teacher": cmd_train_teacher,

@@ -1,0 +1,1 @@
+"""robodistill's benchmarks: ``python -m benchmarks [--quick] [NAME ...]``; results in ``benchmarks/results``."""
