@@ -163,10 +163,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     teacher_summary = teacher_path.parent.parent / "summary.json"
     extra = {}
     if teacher_summary.is_file():
-        extra = {k: v for k, v in json.loads(teacher_summary.read_text()).items() if k.startswith("teacher_")}
+        teacher_keys = ("teacher_env_steps", "teacher_wall_seconds", "teacher_steps_per_second")
+        extra = {k: v for k, v in json.loads(teacher_summary.read_text()).items() if k in teacher_keys}
     t0 = time.time()
     info = distill(cfg, teacher, run, metrics)
-    update_summary(run, task=cfg.task.name, **extra, **info, wall_seconds=time.time() - t0)
+    update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
     metrics.close()
     print(run)
     return 0
