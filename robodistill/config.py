@@ -77,11 +77,15 @@ class TeacherConfig:
 class StudentConfig:
     """The proprioceptive student: an encoder over its history plus a Gaussian head."""
 
-    encoder: Literal["mlp"] = "mlp"
-    history: int = field(default=8, metadata=_range(1, 1024))
+    encoder: Literal["mlp", "tcn", "gru", "lstm"] = "mlp"
+    history: int = field(default=8, metadata=_range(1, 1024))  # window of the mlp and tcn encoders
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "relu", "tanh"] = "elu"
     init_log_std: float = field(default=-1.0, metadata=_range(-10.0, 2.0))
+    tcn_channels: int = field(default=32, metadata=_range(1))
+    rnn_hidden: int = field(default=64, metadata=_range(1))
+    rnn_layers: int = field(default=1, metadata=_range(1, 8))
+    bptt_length: int = field(default=20, metadata=_range(1))  # truncated BPTT of the gru and lstm encoders
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,11 @@ class DistillConfig:
     beta: BetaConfig = field(default_factory=BetaConfig)
     buffer_capacity: int = field(default=200_000, metadata=_range(1))
     buffer_mode: Literal["fifo", "reservoir", "on_policy"] = "fifo"
-    loss: Literal["mse"] = "mse"
+    loss: Literal["mse", "huber", "nll", "forward_kl", "reverse_kl"] = "mse"
+    huber_delta: float = field(default=1.0, metadata=_range(0.0, lo_open=True))
+    value_loss_coef: float = field(default=0.0, metadata=_range(0.0))  # auxiliary regression of the teacher's value
+    exploration: Literal["none", "fixed", "student"] = "none"  # noise on the student's action while collecting
+    exploration_std: float = field(default=0.1, metadata=_range(0.0))
     learning_rate: float = field(default=1e-3, metadata=_range(0.0, 1.0, lo_open=True))
     updates_per_iteration: int = field(default=200, metadata=_range(1))
     batch_size: int = field(default=512, metadata=_range(1))
@@ -294,6 +302,9 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
 
     task_cls = get_task_class(cfg.task)
     task_cls.validate_randomization(cfg.env.randomization)
+    if cfg.student.encoder in ("gru", "lstm") and cfg.distill.steps_per_iteration % cfg.student.bptt_length:
+        raise ConfigError(f"distill.steps_per_iteration ({cfg.distill.steps_per_iteration}) must be a multiple of "
+                          f"student.bptt_length ({cfg.student.bptt_length}) for a recurrent student")
     return cfg
 
 

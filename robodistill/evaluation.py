@@ -15,7 +15,7 @@ import torch
 
 if TYPE_CHECKING:
     from robodistill.config import Config
-    from robodistill.student import WindowMLPStudent
+    from robodistill.student import Student
     from robodistill.teacher import Teacher
 
 
@@ -47,7 +47,7 @@ class TeacherPolicy:
 class StudentPolicy:
     """The student's deterministic action from the proprio group, carrying its state across steps."""
 
-    def __init__(self, student: "WindowMLPStudent") -> None:
+    def __init__(self, student: "Student") -> None:
         self.student = student
         self.state: torch.Tensor | None = None
 

@@ -26,18 +26,19 @@ from robodistill.runs import atomic_write, atomic_write_text
 if TYPE_CHECKING:
     from robodistill.config import Config
     from robodistill.env import BatchedEnv
-    from robodistill.student import WindowMLPStudent
+    from robodistill.student import Student
 
 log = logging.getLogger(__name__)
 
 INPUTS = ["obs", "state"]
 OUTPUTS = ["action", "next_state"]
+SIM2SIM_EPISODES = 20  # nominal held-out episodes the deploy kit replays at export (robodistill/verify.py)
 
 
 class _DeployGraph(nn.Module):
     """``(obs [B, Dp], state) -> (action [B, A] in actuator units, next_state)``."""
 
-    def __init__(self, student: "WindowMLPStudent") -> None:
+    def __init__(self, student: "Student") -> None:
         super().__init__()
         self.student = student
 
@@ -45,7 +46,7 @@ class _DeployGraph(nn.Module):
         return self.student.deploy(obs, state)
 
 
-def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "WindowMLPStudent") -> dict[str, Any]:
+def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dict[str, Any]:
     """Everything a controller needs besides the weights: names, order, rates, scales, state."""
     backend = env.backend
     model: mujoco.MjModel = backend.model
@@ -83,7 +84,7 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "WindowMLPStudent
     }
 
 
-def export_onnx(student: "WindowMLPStudent", path: Path, metadata: dict[str, Any], opset: int = 17) -> None:
+def export_onnx(student: "Student", path: Path, metadata: dict[str, Any], opset: int = 17) -> None:
     """Write the student's deploy graph with dynamic batch and ``metadata_props`` (atomically)."""
     student = student.eval()
     obs = torch.zeros(2, student.obs_dim)
@@ -119,7 +120,7 @@ def load_session(path: str | Path) -> Any:
 
 
 @torch.no_grad()
-def record_rollout(cfg: "Config", student: "WindowMLPStudent", steps: int, num_envs: int,
+def record_rollout(cfg: "Config", student: "Student", steps: int, num_envs: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Student-driven rollout: the (raw obs, state) fed at each step, stacked ``[steps * B, ...]``."""
     from robodistill.env import env_from_config
@@ -140,7 +141,7 @@ def record_rollout(cfg: "Config", student: "WindowMLPStudent", steps: int, num_e
     return torch.cat(obs_rows).numpy(), torch.cat(state_rows).numpy()
 
 
-def onnx_parity(student: "WindowMLPStudent", session: Any, obs: np.ndarray, state: np.ndarray) -> float:
+def onnx_parity(student: "Student", session: Any, obs: np.ndarray, state: np.ndarray) -> float:
     """Max abs difference of action and next state between torch and onnxruntime on the same inputs."""
     with torch.no_grad():
         t_action, t_state = student.deploy(torch.from_numpy(obs), torch.from_numpy(state))
@@ -148,9 +149,16 @@ def onnx_parity(student: "WindowMLPStudent", session: Any, obs: np.ndarray, stat
     return float(max(np.abs(o_action - t_action.numpy()).max(), np.abs(o_state - t_state.numpy()).max()))
 
 
-def export_run(cfg: "Config", student: "WindowMLPStudent", out_dir: Path) -> dict[str, Any]:
-    """Export ``policy.onnx`` and ``policy.json`` into ``out_dir`` and verify parity on a recorded rollout."""
+def export_run(cfg: "Config", student: "Student", out_dir: Path,
+               sim2sim_episodes: int = SIM2SIM_EPISODES) -> dict[str, Any]:
+    """Export ``policy.onnx``, ``policy.json``, the MJCF and ``episodes.npz`` into ``out_dir``, then verify.
+
+    Verification: torch vs onnxruntime parity on a recorded rollout, ``onnx.checker``, and the deploy kit's
+    sim-to-sim return vs the torch student's on ``sim2sim_episodes`` nominal held-out episodes (0 skips it;
+    see robodistill/verify.py).
+    """
     from robodistill.env import env_from_config
+    from robodistill.verify import verify_sim2sim
 
     ec = cfg.export
     out_dir = Path(out_dir)
@@ -158,6 +166,7 @@ def export_run(cfg: "Config", student: "WindowMLPStudent", out_dir: Path) -> dic
     env = env_from_config(cfg, 1, seed=cfg.seed)
     try:
         metadata = policy_metadata(cfg, env, student)
+        mjcf = Path(env.task.mjcf_path)
     finally:
         env.close()
     onnx_path = out_dir / "policy.onnx"
@@ -167,6 +176,8 @@ def export_run(cfg: "Config", student: "WindowMLPStudent", out_dir: Path) -> dic
     diff = onnx_parity(student, session, obs, state)
     verification = {"onnx_max_abs_diff": diff, "parity_rollout_steps": ec.parity_steps,
                     "parity_rollout_envs": ec.parity_envs, "onnx_checker": "passed"}
+    if sim2sim_episodes > 0:
+        verification.update(verify_sim2sim(cfg, student.eval(), onnx_path, mjcf, sim2sim_episodes))
     atomic_write_text(out_dir / "policy.json", json.dumps({**metadata, "verification": verification}, indent=2))
     log.info("exported %s: max |onnx - torch| = %.2e over %d steps x %d envs", onnx_path, diff, ec.parity_steps,
              ec.parity_envs)

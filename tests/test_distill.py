@@ -57,23 +57,31 @@ def test_mse_loss_is_zero_when_equal():
     assert distillation_loss("mse", m + 1, s, m, s).item() > 0.0
 
 
+def _runner(cfg, teacher, tmp_path, **distill):
+    import dataclasses
+
+    cfg = cfg.replace(distill=dataclasses.replace(cfg.distill, **distill))
+    runner = DaggerRunner(cfg, teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    runner.obs = runner.env.reset()
+    runner.state = runner.student.initial_state(runner.env.num_envs)
+    runner.starts = torch.ones(runner.env.num_envs, dtype=torch.bool)
+    return runner
+
+
+def _batch_loss(runner, batch):
+    with torch.no_grad():
+        mean, std, _ = runner.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
+        return distillation_loss("mse", mean, std, batch["teacher_mean"], batch["teacher_std"]).item()
+
+
 def test_teacher_frozen_and_loss_goes_down(tiny_cfg, tiny_teacher, tmp_path):
     before = {k: v.clone() for k, v in tiny_teacher.state_dict().items()}
-    runner = DaggerRunner(tiny_cfg.replace(distill=tiny_cfg.distill.__class__(
-        **{**tiny_cfg.distill.__dict__, "updates_per_iteration": 1})), tiny_teacher, tmp_path,
-        MetricsLog(tmp_path, tensorboard=False))
-    obs = runner.env.reset()
-    state = runner.student.initial_state(runner.env.num_envs)
-    runner.collect(0.5, obs, state)
-    # loss on a fixed batch before and after 150 updates
+    runner = _runner(tiny_cfg, tiny_teacher, tmp_path, updates_per_iteration=150)
+    runner.collect(0.5)
     batch = runner.buffer.sample(256)
-    with torch.no_grad():
-        first = distillation_loss("mse", *runner.student(batch["window"]), batch["teacher_mean"], batch["teacher_std"])
-    for _ in range(150):
-        runner.update()
-    with torch.no_grad():
-        last = distillation_loss("mse", *runner.student(batch["window"]), batch["teacher_mean"], batch["teacher_std"])
-    assert last.item() < 0.5 * first.item()
+    first = _batch_loss(runner, batch)
+    runner.update()
+    assert _batch_loss(runner, batch) < 0.5 * first
     for k, v in tiny_teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert not any(p.requires_grad for p in tiny_teacher.parameters())

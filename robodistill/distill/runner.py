@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from robodistill.distill.algorithm import beta_at, distillation_loss, mix_actions
+from robodistill.distill.algorithm import beta_at, distillation_loss, exploration_action, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
 from robodistill.env import env_from_config
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
@@ -43,44 +44,75 @@ class DaggerRunner:
                             backend.action_scale, cfg.task.name)
         self.student = build_student(cfg.student.encoder, spec)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate)
+        # windowed students learn from single steps (their state is the window); recurrent ones from sequences
+        self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
+        a, length = self.env.action_dim, self.seq_len
         self.buffer = AggregationBuffer(
-            dc.buffer_capacity,
-            {"window": self.student.state_shape, "teacher_mean": (self.env.action_dim,),
-             "teacher_std": (self.env.action_dim,)},
+            max(1, dc.buffer_capacity // length),
+            {"obs": (length, self.env.obs_dims["proprio"]), "state0": self.student.state_shape,
+             "starts": (length,), "teacher_mean": (length, a), "teacher_std": (length, a),
+             "teacher_value": (length,)},
             mode=dc.buffer_mode, generator=self.gen)
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
+        self.obs: dict[str, torch.Tensor] | None = None
+        self.state: torch.Tensor | None = None
+        self.starts: torch.Tensor | None = None
 
-    def collect(self, beta: float, obs: dict[str, torch.Tensor], state: torch.Tensor) -> tuple[Any, Any, dict]:
-        """Run ``steps_per_iteration`` control steps; every visited state gets a teacher label."""
-        steps, teacher_steps = self.cfg.distill.steps_per_iteration, 0
-        new_obs = []
+    def collect(self, beta: float) -> dict[str, float]:
+        """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
+        every visited state gets the teacher's label, stored as sequences of ``seq_len`` steps."""
+        dc = self.cfg.distill
+        obs, state, starts = self.obs, self.state, self.starts
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in self.buffer.data}
+        teacher_steps = 0
         with torch.no_grad():
-            for _ in range(steps):
-                student_action, state = self.student.act(obs["proprio"], state)  # state: window incl. newest
+            for _ in range(dc.steps_per_iteration):
+                mean, std, _, next_state = self.student(obs["proprio"], state)
                 teacher_mean, teacher_std = self.teacher(obs["privileged"])
-                self.buffer.add(window=state, teacher_mean=teacher_mean, teacher_std=teacher_std)
-                new_obs.append(obs["proprio"])
+                for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts.float()),
+                                   ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
+                                   ("teacher_value", self.teacher.value(obs["privileged"]))):
+                    rows[key].append(value)
+                student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
                 action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
                 teacher_steps += int(used.sum())
                 obs, _, terminated, truncated, _ = self.env.step(action)
-                state = self.student.reset_state(state, terminated | truncated)
-        self.student.normalizer.update(torch.cat(new_obs))
-        n = steps * self.env.num_envs
+                starts = terminated | truncated
+                state = self.student.reset_state(next_state, starts)
+        self.obs, self.state, self.starts = obs, state, starts
+        self.buffer.add(**self._chunk(rows))
+        self.student.normalizer.update(torch.stack(rows["obs"]))
+        n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
         self.labels += n
-        return obs, state, {"teacher_action_fraction": teacher_steps / n}
+        return {"teacher_action_fraction": teacher_steps / n}
+
+    def _chunk(self, rows: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Cut ``T`` steps of ``B`` environments into ``B * T / L`` sequences of length ``L``."""
+        length = self.seq_len
+        out = {}
+        for key, values in rows.items():
+            x = torch.stack(values, 1)  # [B, T, ...]
+            b, t = x.shape[:2]
+            x = x.reshape(b, t // length, length, *x.shape[2:]).flatten(0, 1)  # [B * T / L, L, ...]
+            out[key] = x[:, 0] if key == "state0" else x
+        return out
 
     def update(self) -> float:
         """``updates_per_iteration`` minibatch steps on the aggregate; returns the mean loss."""
         dc = self.cfg.distill
         self.student.train()
+        batch_seqs = max(1, dc.batch_size // self.seq_len)
         losses = []
         for _ in range(dc.updates_per_iteration):
-            batch = self.buffer.sample(dc.batch_size)
-            mean, std = self.student(batch["window"])
-            loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"])
+            batch = self.buffer.sample(batch_seqs)
+            mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
+            loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"],
+                                     dc.huber_delta)
+            if dc.value_loss_coef > 0:
+                loss = loss + dc.value_loss_coef * F.mse_loss(value, batch["teacher_value"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), dc.max_grad_norm)
@@ -107,14 +139,15 @@ class DaggerRunner:
         evaluator = PairedEvaluator(self.cfg, self.teacher)
         log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                  evaluator.random_result.mean)
-        obs = self.env.reset()
-        state = self.student.initial_state(self.env.num_envs)
+        self.obs = self.env.reset()
+        self.state = self.student.initial_state(self.env.num_envs)
+        self.starts = torch.ones(self.env.num_envs, dtype=torch.bool)
         score, result = float("nan"), None
         bar = tqdm(total=dc.iterations, desc="distill", unit="it", dynamic_ncols=True, leave=False, disable=None)
         while self.iteration < dc.iterations:
             beta = beta_at(dc.beta, self.iteration)
             self.buffer.start_iteration()
-            obs, state, stats = self.collect(beta, obs, state)
+            stats = self.collect(beta)
             loss = self.update()
             self.iteration += 1
             record: dict[str, Any] = {"loss": loss, "beta": beta, "buffer_size": len(self.buffer),

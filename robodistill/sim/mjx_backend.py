@@ -8,11 +8,16 @@ inside ``jit``. Per-environment parameters are Model fields with a leading batch
 Episodes are sampled on the host by the same :class:`EpisodeSampler` as the C backend, so the two backends see
 identical parameters and initial states for the same seed. To restart finished episodes without a second
 device call, the device holds a buffer with the *next* episode of every environment (parameters, initial
-state, command); the jitted control step swaps it in where an episode ended, and the host then refills only
-the used rows. The sampler therefore runs one episode ahead of the C backend's (same draws, same order).
+state, command); the jitted control step swaps it in where an episode ended, and the host then draws the
+finished environments' following episode and uploads the buffer. The sampler therefore runs one episode
+ahead of the C backend's (same draws, same order, so the episodes agree; its ``state()`` does not).
 
 Actions arrive from torch by DLPack and observations leave as jax arrays (``BatchedEnv`` takes them back by
-DLPack): on a GPU nothing crosses to the host but the per-step ``done`` mask and the rows that restart.
+DLPack): on a GPU only the per-step ``done`` mask goes to the host, and the episode buffer is uploaded only
+after a step where some episode ended. Sensor noise is drawn on the device (``jax.random``), so noisy proprio
+terms differ from the C engine's draws. Smooth dynamics agree with the C engine to float32 precision; with
+contacts, MJX's collision and solver (in float32) are close to the C engine's but not equal, so trajectories
+drift apart over time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from robodistill.errors import ConfigError
 from robodistill.sim.episodes import EpisodeBatch, EpisodeSampler
@@ -114,8 +120,9 @@ class MjxBackend:
         self.action_dim = self.model.nu
         self.action_offset, self.action_scale = task.action_mapping(self.model)
         self.dt = float(self.model.opt.timestep) * task.decimation
+        self.device = jax.devices()[0]
         try:
-            self.mjx_model = mjx.put_model(self.model)
+            self.mjx_model = mjx.put_model(self.model, device=self.device)
         except NotImplementedError as exc:
             raise ConfigError(f"task {task.name!r}: MJCF {task.mjcf_path} uses a feature MJX does not "
                               f"support ({exc})") from None
@@ -125,14 +132,14 @@ class MjxBackend:
                                   "randomized per environment")
         self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
-        self._seed = seed
-        self.device = jax.devices()[0]
+        self._noise_seed = int(np.random.SeedSequence([seed, 0x5E]).generate_state(1)[0])
         self._noise = any(s > 0 for s in noise_std_vector(self.layout))
         # host mirrors of the current and the buffered next episode (exact float64 draws, for comparison)
         self.params = {p: np.zeros(num_envs) for p in task.params}
         self.command = np.zeros((num_envs, task.command_dim))
         self._next: EpisodeBatch | None = None
         self.physics_faults = 0
+        self.compile_seconds: dict[str, float] = {}  # first reset and first step, compile included
         self.state: EnvState | None = None
         self._build_functions()
 
@@ -230,19 +237,9 @@ class MjxBackend:
                    "final_proprio": proprio, "final_privileged": privileged}
             return state._replace(key=key), out
 
-        def refill(state: EnvState, rows: Any, params: dict[str, Any], qpos: Any, qvel: Any,
-                   command: Any) -> EnvState:
-            """Write new next episodes into ``rows`` of the buffer (out-of-range rows are padding, dropped)."""
-            put = lambda buf, new: buf.at[rows].set(new.astype(buf.dtype), mode="drop")  # noqa: E731
-            return state._replace(
-                next_params={p: put(state.next_params[p], params[p]) for p in state.next_params},
-                next_qpos=put(state.next_qpos, qpos), next_qvel=put(state.next_qvel, qvel),
-                next_command=put(state.next_command, command))
-
         on_cpu = jax.default_backend() == "cpu"
         self._init = jax.jit(init)
         self._step = jax.jit(step, donate_argnums=() if on_cpu else (0,))
-        self._refill = jax.jit(refill, donate_argnums=() if on_cpu else (0,))
 
     # ---- host <-> device -------------------------------------------------------------------------------
 
@@ -265,25 +262,25 @@ class MjxBackend:
     def reset(self) -> tuple[Any, Any]:
         """Start a new episode in every environment; returns ``(proprio, privileged)`` as jax arrays."""
         ids = np.arange(self.num_envs)
-        current, self._next = self.sampler.sample(ids), self.sampler.sample(ids)
+        # every environment's next episode, as on the C engine: the buffered one if there is one
+        current = self._next if self._next is not None else self.sampler.sample(ids)
+        self._next = self.sampler.sample(ids)
         for p, v in current.params.items():
             self.params[p][:] = v
         self.command[:] = current.command
-        seed_bits = int(np.random.SeedSequence([self._seed, 0x5E]).generate_state(1)[0])
-        key = self._to_device(self._jax.random.key(seed_bits))
+        key = self._to_device(self._jax.random.key(self._noise_seed))
+        self._noise_seed += 1
         t0 = time.perf_counter()
         self.state, proprio, privileged = self._init(*self._put(current), *self._put(self._next), key)
-        if not getattr(self, "_init_timed", False):
+        if "reset" not in self.compile_seconds:
             proprio.block_until_ready()
-            self._init_timed = True
-            log.info("mjx %s: reset compiled and ran in %.1f s (B=%d)", self.task.name,
-                     time.perf_counter() - t0, self.num_envs)
+            self.compile_seconds["reset"] = time.perf_counter() - t0
+            log.info("mjx %s: first reset (compile + run) took %.1f s (B=%d)", self.task.name,
+                     self.compile_seconds["reset"], self.num_envs)
         return proprio, privileged
 
-    def action_from_torch(self, action: Any) -> Any:
-        """A torch action ``[B, A]`` as a float32 jax array on the same device, by DLPack (no host copy)."""
-        import torch
-
+    def action_from_torch(self, action: torch.Tensor) -> Any:
+        """A torch action ``[B, A]`` as a float32 jax array on the tensor's device, by DLPack (no host copy)."""
         tensor = action.detach()
         if tensor.dtype != torch.float32:
             tensor = tensor.to(torch.float32)
@@ -293,19 +290,18 @@ class MjxBackend:
         """Advance one control step (``decimation`` physics steps) with auto-reset of finished episodes."""
         if self.state is None:
             raise RuntimeError("MjxBackend.step() called before reset()")
-        first = not getattr(self, "_step_timed", False)
         t0 = time.perf_counter()
         self.state, out = self._step(self.state, self._to_device(action))
-        done = np.asarray(out["done"])  # the one per-step sync: which rows restart
-        if first:
-            self._step_timed = True
+        done = np.asarray(out["done"])  # the one per-step sync: which environments restarted
+        if "step" not in self.compile_seconds:
+            self.compile_seconds["step"] = time.perf_counter() - t0
             log.info("mjx %s: time to first step (compile + run) %.1f s (B=%d)", self.task.name,
-                     time.perf_counter() - t0, self.num_envs)
+                     self.compile_seconds["step"], self.num_envs)
         final = None
         ids = np.flatnonzero(done)
         if ids.size:
-            final = {"proprio": out["final_proprio"][ids], "privileged": out["final_privileged"][ids],
-                     "env_ids": ids}
+            final = {"proprio": _rows(out["final_proprio"], ids),
+                     "privileged": _rows(out["final_privileged"], ids), "env_ids": ids}
             n_fault = int(np.asarray(out["fault"])[ids].sum())
             if n_fault:
                 self.physics_faults += n_fault
@@ -316,27 +312,31 @@ class MjxBackend:
                 "fault": out["fault"]}
 
     def _advance_episodes(self, ids: np.ndarray) -> None:
-        """The buffered episode of ``ids`` became current on device: mirror that, draw their next one."""
-        assert self._next is not None
+        """The buffered episode of ``ids`` became current on device: mirror that, then draw their next one."""
+        nxt = self._next
         for p in self.params:
-            self.params[p][ids] = self._next.params[p][ids]
-        self.command[ids] = self._next.command[ids]
+            self.params[p][ids] = nxt.params[p][ids]
+        self.command[ids] = nxt.command[ids]
         new = self.sampler.sample(ids)
         for p in self.params:
-            self._next.params[p][ids] = new.params[p]
-        self._next.qpos[ids], self._next.qvel[ids], self._next.command[ids] = new.qpos, new.qvel, new.command
-        # pad to a power of two so only log2(B) shapes ever compile (padding rows are out of range: dropped)
-        size = min(1 << int(ids.size - 1).bit_length(), self.num_envs)
-        rows = np.full(size, self.num_envs, dtype=np.int32)
-        rows[:ids.size] = ids
-        pad = lambda a: np.concatenate([a, np.zeros((size - a.shape[0],) + a.shape[1:])])  # noqa: E731
-        padded = EpisodeBatch({p: pad(v) for p, v in new.params.items()}, pad(new.qpos), pad(new.qvel),
-                              pad(new.command))
-        self.state = self._refill(self.state, self._to_device(rows), *self._put(padded))
+            nxt.params[p][ids] = new.params[p]
+        nxt.qpos[ids], nxt.qvel[ids], nxt.command[ids] = new.qpos, new.qvel, new.command
+        # the whole buffer goes over ([B, P + nq + nv + C] floats, well under a MB for thousands of envs):
+        # fixed shapes mean nothing ever recompiles, whichever environments finished
+        params, qpos, qvel, command = self._put(nxt)
+        self.state = self.state._replace(next_params=params, next_qpos=qpos, next_qvel=qvel,
+                                         next_command=command)
 
     def close(self) -> None:
         """Drop the device state."""
         self.state = None
+
+
+def _rows(array: Any, ids: np.ndarray) -> torch.Tensor:
+    """Rows ``ids`` of a device array, gathered by torch over its DLPack view (a jax gather would compile
+    once for every distinct number of rows)."""
+    tensor = torch.from_dlpack(array)
+    return tensor[torch.from_numpy(ids).to(tensor.device)]
 
 
 def _ok(jnp: Any, x: Any) -> Any:
