@@ -30,10 +30,10 @@ class Policy(Protocol):
 
 
 class TeacherPolicy:
-    """The teacher's deterministic action from the privileged group."""
+    """The teacher's deterministic action from its observation group (privileged unless told otherwise)."""
 
-    def __init__(self, teacher: "Teacher") -> None:
-        self.teacher = teacher
+    def __init__(self, teacher: "Teacher", group: str = "privileged") -> None:
+        self.teacher, self.group = teacher, group
 
     def reset(self, num_envs: int) -> None:
         """Stateless."""
@@ -41,7 +41,7 @@ class TeacherPolicy:
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Clipped mean of the teacher."""
-        return self.teacher.act(obs["privileged"])
+        return self.teacher.act(obs[self.group])
 
 
 class StudentPolicy:

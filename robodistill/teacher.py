@@ -221,14 +221,16 @@ def teacher_from_sb3(model: Any, vecnorm: VecNormalize | None, task: str, algo: 
 class _ProgressCallback(BaseCallback):
     """Progress bar, episode-return metrics and atomic checkpoints during SB3 training."""
 
-    def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any) -> None:
+    def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any,
+                 stage: str = "teacher") -> None:
         super().__init__()
         self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
+        self.stage = stage
         self.bar: tqdm | None = None
         self._last_log, self._last_ckpt, self._t0 = 0, 0, time.time()
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, desc="teacher", unit="step", dynamic_ncols=True, leave=False, disable=None)
+        self.bar = tqdm(total=self.total, desc=self.stage, unit="step", dynamic_ncols=True, leave=False, disable=None)
 
     def _mean_return(self) -> float:
         buf = self.model.ep_info_buffer
@@ -243,7 +245,7 @@ class _ProgressCallback(BaseCallback):
             ret = self._mean_return()
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
-            self.metrics.write("teacher", n, episode_return=ret, steps_per_second=n / (time.time() - self._t0))
+            self.metrics.write(self.stage, n, episode_return=ret, steps_per_second=n / (time.time() - self._t0))
         if n - self._last_ckpt >= self.every:
             self._last_ckpt = n
             self.save_checkpoint()
@@ -260,17 +262,19 @@ class _ProgressCallback(BaseCallback):
             self.bar.close()
 
 
-def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Teacher, dict[str, Any]]:
-    """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
+def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
+              total_timesteps: int | None = None, stage: str = "teacher") -> tuple[Teacher, dict[str, Any]]:
+    """Train SB3 PPO/SAC on one observation group as ``cfg.teacher`` says; returns the frozen policy module."""
     from stable_baselines3 import PPO, SAC
 
     from robodistill.env import env_from_config
 
     tc = cfg.teacher
-    out_dir = Path(run_dir) / "teacher"
+    total = total_timesteps or tc.total_timesteps
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = env_from_config(cfg, tc.num_envs, seed=cfg.seed)
-    venv: VecEnv = VecMonitor(SB3VecEnv(env))
+    venv: VecEnv = VecMonitor(SB3VecEnv(env, group))
     vecnorm = None
     if tc.normalize_obs or tc.normalize_reward:
         vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
@@ -278,7 +282,7 @@ def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Te
         venv = vecnorm
     torch.manual_seed(cfg.seed)
     common = dict(learning_rate=tc.learning_rate, gamma=tc.gamma, seed=cfg.seed, verbose=0, device="cpu",
-                  tensorboard_log=str(Path(run_dir) / "tensorboard"))
+                  tensorboard_log=str(out_dir.parent / "tensorboard"))
     if tc.algo == "ppo":
         model = PPO("MlpPolicy", venv, n_steps=tc.n_steps, batch_size=tc.batch_size, n_epochs=tc.n_epochs,
                     gae_lambda=tc.gae_lambda, clip_range=tc.clip_range, ent_coef=tc.ent_coef,
@@ -288,17 +292,25 @@ def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Te
     else:
         model = SAC("MlpPolicy", venv, buffer_size=tc.buffer_size, learning_starts=tc.learning_starts,
                     batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
-    callback = _ProgressCallback(tc.total_timesteps, metrics, out_dir, tc.checkpoint_every, vecnorm)
+    callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage)
     t0 = time.time()
-    model.learn(total_timesteps=tc.total_timesteps, callback=callback, tb_log_name="teacher")
+    model.learn(total_timesteps=total, callback=callback, tb_log_name=stage)
     wall = time.time() - t0
     callback.save_checkpoint()
-    teacher = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)
-    teacher.save(out_dir / TEACHER_FILE)
-    info = {"teacher_env_steps": int(model.num_timesteps), "teacher_wall_seconds": wall,
-            "teacher_steps_per_second": model.num_timesteps / max(wall, 1e-9),
-            "teacher_train_return": callback._mean_return()}
+    policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)
     env.close()
+    info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
+            "steps_per_second": model.num_timesteps / max(wall, 1e-9), "train_return": callback._mean_return()}
+    return policy, info
+
+
+def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Teacher, dict[str, Any]]:
+    """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
+    out_dir = Path(run_dir) / "teacher"
+    teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged")
+    teacher.save(out_dir / TEACHER_FILE)
+    info = {f"teacher_{k}": v for k, v in raw.items()}
     log.info("teacher trained: %d env steps in %.1f s (%.0f steps/s), training return %.1f",
-             info["teacher_env_steps"], wall, info["teacher_steps_per_second"], info["teacher_train_return"])
+             info["teacher_env_steps"], info["teacher_wall_seconds"], info["teacher_steps_per_second"],
+             info["teacher_train_return"])
     return teacher, info

@@ -95,3 +95,60 @@ def test_runner_records_every_iteration(tiny_cfg, tiny_teacher, tmp_path):
         assert key in records[-1]
     assert info["distill_env_steps"] == 2 * 16 * 20
     assert (tmp_path / "student" / "student.pt").is_file()
+
+
+def test_losses_zero_when_equal_and_positive_otherwise():
+    torch.manual_seed(0)
+    m, s = torch.randn(64, 3), torch.rand(64, 3) + 0.2
+    for kind in ("mse", "huber", "nll", "forward_kl", "reverse_kl"):
+        assert abs(distillation_loss(kind, m, s, m, s).item()) < 1e-6, kind
+        assert distillation_loss(kind, m + 0.5, s, m, s).item() > 0, kind
+    for kind in ("forward_kl", "reverse_kl"):
+        assert distillation_loss(kind, m, s * 1.5, m, s).item() > 0, kind
+
+
+def test_kl_matches_monte_carlo():
+    from torch.distributions import Normal
+
+    from robodistill.distill.algorithm import gaussian_kl
+
+    torch.manual_seed(1)
+    mp, sp, mq, sq = torch.randn(4, 2), torch.rand(4, 2) + 0.3, torch.randn(4, 2), torch.rand(4, 2) + 0.3
+    p, q = Normal(mp, sp), Normal(mq, sq)
+    x = p.sample((200_000,))
+    mc = (p.log_prob(x) - q.log_prob(x)).sum(-1).mean(0)
+    assert torch.allclose(gaussian_kl(mp, sp, mq, sq), mc, rtol=0.03, atol=0.01)
+
+
+def test_exploration_noise_modes():
+    from robodistill.distill.algorithm import exploration_action
+
+    gen = torch.Generator().manual_seed(0)
+    mean, std = torch.zeros(20000, 1), torch.full((20000, 1), 0.3)
+    assert torch.equal(exploration_action(mean, std, "none", 0.1, gen), mean)
+    assert abs(exploration_action(mean, std, "fixed", 0.1, gen).std().item() - 0.1) < 0.01
+    assert abs(exploration_action(mean, std, "student", 0.1, gen).std().item() - 0.3) < 0.02
+
+
+def test_recurrent_runner_stores_sequences(tiny_cfg, tiny_teacher, tmp_path):
+    import dataclasses
+
+    cfg = tiny_cfg.replace(student=dataclasses.replace(tiny_cfg.student, encoder="gru", bptt_length=5))
+    runner = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(runner.env.num_envs)
+    runner.starts = torch.ones(runner.env.num_envs, dtype=torch.bool)
+    runner.collect(0.0)
+    assert len(runner.buffer) == 16 * 20 // 5
+    assert runner.buffer.data["obs"].shape[1:] == (5, 3)
+    starts = runner.buffer.data["starts"][:16].view(16, 4, 5)  # [env, chunk, step]
+    assert starts[:, 0, 0].all()  # every env's first sequence starts an episode
+    assert runner.update() > 0
+
+
+def test_same_seed_gives_bit_identical_student(tiny_cfg, tiny_teacher, tmp_path):
+    def weights(path):
+        DaggerRunner(tiny_cfg, tiny_teacher, path, MetricsLog(path, tensorboard=False)).run()
+        return torch.load(path / "student" / "student.pt", weights_only=False)["state_dict"]
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)

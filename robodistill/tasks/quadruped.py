@@ -302,7 +302,7 @@ class Quadruped(Task):
              + (1 - fu) * fv * table[i0 + 1, j0] + fu * fv * table[i0 + 1, j0 + 1])
         return xp.where(inside, h, FLOOR_Z)
 
-    def _feet(self, sim: SimArrays) -> Array:
+    def _feet(self, sim: SimArrays) -> list[Array]:
         return [sim.sensordata[:, self._s[f"{leg}_foot_pos"]] for leg in LEGS]  # 4 x [B, 3]
 
     def _contacts(self, sim: SimArrays, xp: Any) -> Array:

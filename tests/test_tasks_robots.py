@@ -1,0 +1,182 @@
+"""The hopper and quadruped tasks: models, shapes, randomization, termination, standing, terrain, jax purity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import robodistill as rd
+from robodistill.sim.mujoco_backend import load_model
+from robodistill.tasks import get_task_class
+from robodistill.tasks.base import SimArrays
+
+ROBOTS = ["hopper", "quadruped"]
+
+
+def _labels(env: rd.BatchedEnv, name: str) -> int:
+    """Index of the first entry of term ``name`` in the privileged observation."""
+    return env.layout.labels("privileged").index(name)
+
+
+@pytest.mark.parametrize("task", ROBOTS)
+def test_model_compiles_and_mjx_accepts_it(task: str) -> None:
+    mjx = pytest.importorskip("mujoco.mjx")
+    model = load_model(get_task_class(task)())
+    assert model.nu == {"hopper": 3, "quadruped": 12}[task]
+    mjx.put_model(model)  # primitives (and a height field) only: raises nothing
+
+
+@pytest.mark.parametrize("task", ROBOTS)
+def test_random_actions_shapes_and_finite(task: str) -> None:
+    env = rd.make_env(task, 4, seed=0)
+    obs = env.reset()
+    assert obs["proprio"].shape == (4, env.obs_dims["proprio"])
+    assert obs["privileged"].shape == (4, env.obs_dims["privileged"])
+    assert env.dt == pytest.approx(0.02)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        obs, reward, terminated, truncated, _ = env.step(torch.rand(4, env.action_dim, generator=g) * 2 - 1)
+        assert torch.isfinite(obs["proprio"]).all() and torch.isfinite(obs["privileged"]).all()
+        assert torch.isfinite(reward).all() and reward.shape == (4,)
+    assert env.physics_faults == 0
+    env.close()
+
+
+@pytest.mark.parametrize("task", ROBOTS)
+def test_randomization_changes_models_and_is_seeded(task: str) -> None:
+    fields = get_task_class(task).model_fields
+    a, b, c = (rd.make_env(task, 3, seed=s) for s in (7, 7, 8))
+    for env in (a, b, c):
+        env.reset()
+    snap = lambda env: [{f: getattr(m, f).copy() for f in fields} for m in env.backend.models]  # noqa: E731
+    first = snap(a)
+    # the environments of one batch differ; the same seed gives the same models, another seed others
+    assert not np.allclose(first[0]["geom_friction"], first[1]["geom_friction"])
+    for f in fields:
+        assert all(np.array_equal(x[f], y[f]) for x, y in zip(first, snap(b)))
+    assert not np.allclose(first[0]["geom_friction"], snap(c)[0]["geom_friction"])
+    a.reset()  # a new episode resamples every environment's parameters
+    assert not np.allclose(first[0]["geom_friction"], snap(a)[0]["geom_friction"])
+    for env in (a, b, c):
+        env.close()
+
+
+def test_hopper_terminates_when_it_falls() -> None:
+    env = rd.make_env("hopper", 4, seed=0)
+    env.reset()
+    h, p = _labels(env, "torso_height"), _labels(env, "imu_pitch")
+    ended = torch.zeros(4, dtype=torch.bool)
+    for _ in range(150):  # full thigh torque tips the hopper over
+        obs, _, terminated, truncated, info = env.step(torch.tensor([[1.0, 0.0, 0.0]]).repeat(4, 1))
+        assert not truncated.any()
+        if terminated.any():
+            final = info["final_obs"]["privileged"]
+            # sensors lag qpos (which termination reads) by one physics substep of 5 ms
+            fallen = (final[:, h] < 0.72) | (final[:, p].abs() > 0.19)
+            assert fallen.all()
+            ended[info["final_env_ids"]] = True
+    assert ended.all()
+    env.close()
+
+
+def test_quadruped_stands_with_zero_action() -> None:
+    env = rd.make_env("quadruped", 4, seed=0, randomize=False)
+    env.reset()
+    g = _labels(env, "imu_quat.gravity_z")
+    for _ in range(50):  # 1 s: the PD targets of the home pose hold it up
+        obs, _, terminated, truncated, _ = env.step(torch.zeros(4, 12))
+        assert not (terminated | truncated).any()
+    height = torch.as_tensor(env.backend.state[:, env.backend._qpos_slice][:, 2])
+    assert (height > 0.2).all() and (height < 0.32).all()
+    assert (obs["privileged"][:, g] < -0.99).all()  # upright
+    contact = obs["privileged"][:, _labels(env, "foot_contact[0]"):][:, :4]
+    assert (contact == 1).all()
+    # standing on the flat spawn pad: every scan point is one foot radius below the foot
+    scan = obs["privileged"][:, _labels(env, "terrain_heights[0]"):][:, :36]
+    assert torch.allclose(scan, torch.full_like(scan, 0.02), atol=0.005)
+    env.close()
+
+
+def test_terrain_heights_match_the_height_field() -> None:
+    import mujoco
+
+    env = rd.make_env("quadruped", 4, seed=3, randomize=True)
+    env.reset()
+    backend, task = env.backend, env.task
+    rng = np.random.default_rng(0)
+    rough_seen = False
+    for i, model in enumerate(backend.models):
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        params = {k: v[i:i + 1] for k, v in backend.params.items()}
+        xy = rng.uniform(-4.0, 4.0, size=(40, 2))
+        h = task.terrain_height(xy[None, :, 0], xy[None, :, 1], params, np)[0]
+        geom = np.zeros(1, np.int32)
+        ray = np.array([5.0 - mujoco.mj_ray(model, data, np.array([x, y, 5.0]), np.array([0.0, 0.0, -1.0]),
+                                            None, 1, -1, geom) for x, y in xy])
+        assert np.abs(ray - h).max() < 0.006  # bilinear vs MuJoCo's triangles
+        assert -0.071 <= h.min() and h.max() <= 0.061
+        rough_seen |= h.max() - h.min() > 0.03
+    assert rough_seen
+    env.close()
+
+
+def test_terrain_file_is_the_generated_bank() -> None:
+    from robodistill.tasks.quadruped import TERRAIN_AMPLITUDE, TERRAIN_FILE, terrain_bank
+
+    raw = np.fromfile(TERRAIN_FILE, dtype=np.int32, count=2)
+    data = np.fromfile(TERRAIN_FILE, dtype=np.float32, offset=8).reshape(raw)
+    expected = (terrain_bank() + TERRAIN_AMPLITUDE) / (2 * TERRAIN_AMPLITUDE)
+    np.testing.assert_allclose(data, expected, atol=1e-6)
+
+
+def test_quadruped_push_and_latency() -> None:
+    task = get_task_class("quadruped")()
+    model = load_model(task)
+    task.bind(model)
+    params = {p: np.full(2, spec.nominal) for p, spec in task.params.items()}
+    params.update(push_step=np.array([5.0, 9.0]), push_vx=np.array([0.5, 0.5]), push_vy=np.array([-0.3, 0.2]),
+                  latency=np.array([0.0, 0.25]))
+    qvel = np.zeros((2, model.nv))
+    kick = task.velocity_kick(np.array([5, 5]), qvel, params, np)
+    np.testing.assert_allclose(kick[0, :2], [0.5, -0.3])
+    assert not kick[1].any() and not kick[0, 2:].any()
+    applied = task.applied_action(np.ones((2, 12)), np.zeros((2, 12)), params, np)
+    np.testing.assert_allclose(applied[:, 0], [1.0, 0.75])
+
+
+@pytest.mark.parametrize("task", ROBOTS)
+def test_pure_functions_run_under_jax_jit(task: str) -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    from robodistill.tasks.observation import observe
+
+    env = rd.make_env(task, 3, seed=1)
+    env.reset()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        env.step(torch.rand(3, env.action_dim, generator=g) * 2 - 1)
+    be, tk = env.backend, env.task
+    sim = be.sim_arrays()
+    act = np.random.default_rng(0).uniform(-1, 1, size=(3, env.action_dim))
+
+    def everything(sim, act, prev, cmd, params, nominal, steps, xp):
+        proprio, privileged = observe(be.layout, tk, sim, prev, cmd, params, None, xp)
+        return (proprio, privileged, tk.reward(sim, act, prev, cmd, xp), tk.terminated(sim, cmd, xp) * 1.0,
+                tk.apply_params(nominal, params, xp), tk.applied_action(act, prev, params, xp),
+                tk.velocity_kick(steps, sim.qvel, params, xp))
+
+    args = (sim, act, be.prev_action, be.command, be.params, be.nominal, be.steps)
+    ref = everything(*args, np)
+    to_jax = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float32)  # noqa: E731
+                                              if a.dtype.kind == "f" else jnp.asarray(a), t)
+    out = jax.jit(lambda *a: everything(SimArrays(*a[0]), *a[1:], jnp))(tuple(to_jax(x) for x in sim),
+                                                                        *map(to_jax, args[1:]))
+    flat_ref, flat_out = jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(out)
+    assert len(flat_ref) == len(flat_out)
+    for r, o in zip(flat_ref, flat_out):
+        if r is None:
+            continue
+        np.testing.assert_allclose(np.asarray(o), np.asarray(r, dtype=np.float64), rtol=1e-3, atol=2e-3)
+    env.close()
