@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("distill", help="distill a proprioceptive student from a teacher (DAgger)")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, nargs="?", default=None, help="config file (not with --resume)")
     p.add_argument("--teacher", type=Path, default=None, help="teacher file or run directory")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue RUN from its last complete checkpoint")
     _common(p)
 
     p = sub.add_parser("pipeline", help="teacher, student, export and verification into one run directory")
@@ -144,32 +146,56 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    """``distill CONFIG --teacher RUN_OR_FILE``."""
+    """``distill CONFIG --teacher RUN_OR_FILE`` or ``distill --resume RUN``; also under torchrun."""
     from robodistill.config import load_config
-    from robodistill.distill.runner import distill
-    from robodistill.runs import update_summary
+    from robodistill.distill import distributed
+    from robodistill.distill.runner import CHECKPOINT_FILE, distill
+    from robodistill.runs import MetricsLog, update_summary
     from robodistill.teacher import TEACHER_FILE, Teacher, resolve_teacher_path
 
-    cfg = load_config(args.config, args.overrides)
-    if args.teacher is None:
-        raise UsageError("distill needs --teacher RUN_OR_FILE (a teacher file or a run directory with one)")
-    teacher_path = resolve_teacher_path(args.teacher)
+    if args.resume is not None:
+        if args.config is not None or args.teacher is not None:
+            raise UsageError("--resume RUN takes the config and the teacher from RUN; give neither CONFIG nor --teacher")
+        run = args.resume
+        cfg = _load_run_config(run, args.overrides)
+        checkpoint = run / "student" / CHECKPOINT_FILE
+        if not checkpoint.is_file():
+            raise UsageError(f"{run} has no complete checkpoint (student/{CHECKPOINT_FILE}) to resume from")
+        teacher_path = resolve_teacher_path(run)
+    else:
+        if args.config is None:
+            raise UsageError("distill needs CONFIG (or --resume RUN)")
+        cfg = load_config(args.config, args.overrides)
+        if args.teacher is None:
+            raise UsageError("distill needs --teacher RUN_OR_FILE (a teacher file or a run directory with one)")
+        teacher_path, checkpoint = resolve_teacher_path(args.teacher), None
+        if distributed.launched_by_torchrun() and args.run_dir is None:
+            raise UsageError("under torchrun, give --run-dir so that every rank agrees on the run directory")
+        run = args.run_dir
     teacher = Teacher.load(teacher_path)
     _check_teacher_fits(cfg, teacher)
-    run = _new_run_dir(args.run_dir, cfg.task.name, "distill")
-    metrics = _open_run(run, cfg)
-    (run / "teacher").mkdir(exist_ok=True)
-    shutil.copyfile(teacher_path, run / "teacher" / TEACHER_FILE)
+    rank, _ = distributed.init()
+    metrics = None
+    if rank == 0:
+        if checkpoint is None:
+            run = _new_run_dir(run, cfg.task.name, "distill")
+            metrics = _open_run(run, cfg)
+            (run / "teacher").mkdir(exist_ok=True)
+            shutil.copyfile(teacher_path, run / "teacher" / TEACHER_FILE)
+        else:
+            metrics = MetricsLog(run)
     teacher_summary = teacher_path.parent.parent / "summary.json"
     extra = {}
-    if teacher_summary.is_file():
+    if teacher_summary.is_file() and checkpoint is None:
         teacher_keys = ("teacher_env_steps", "teacher_wall_seconds", "teacher_steps_per_second")
         extra = {k: v for k, v in json.loads(teacher_summary.read_text()).items() if k in teacher_keys}
     t0 = time.time()
-    info = distill(cfg, teacher, run, metrics)
-    update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
-    metrics.close()
-    print(run)
+    info = distill(cfg, teacher, run, metrics, resume=checkpoint)
+    if rank == 0:
+        update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
+        metrics.close()
+        print(run)
+    distributed.shutdown()
     return 0
 
 
@@ -273,7 +299,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # Modules that add commands: each has ``register(subparsers, add_common) -> {name: handler}`` and keeps its
 # heavy imports inside the handlers, so that ``robodistill --help`` stays fast.
-EXTENSION_MODULES: list[str] = []
+EXTENSION_MODULES: list[str] = ["robodistill.viz.commands", "robodistill.compare"]
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train-teacher": cmd_train_teacher,

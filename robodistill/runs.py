@@ -99,6 +99,23 @@ def read_metrics(run_dir: Path, stage: str | None = None) -> list[dict[str, Any]
     return out
 
 
+def truncate_metrics(run_dir: Path, stage: str, last_step: int) -> None:
+    """Drop the records of ``stage`` after ``last_step`` (and any torn line), atomically, before a resume."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("stage") == stage and rec.get("step", 0) > last_step:
+            continue
+        keep.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
 def update_summary(run_dir: Path, **values: Any) -> dict[str, Any]:
     """Merge ``values`` into ``summary.json`` (atomically) and return the result."""
     path = Path(run_dir) / "summary.json"

@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from robodistill.distill import distributed
 from robodistill.distill.algorithm import beta_at, distillation_loss, exploration_action, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
 from robodistill.env import env_from_config
+from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
-from robodistill.runs import MetricsLog, atomic_torch_save
+from robodistill.runs import MetricsLog, atomic_torch_save, truncate_metrics
 from robodistill.student import build_student, student_spec
 
 if TYPE_CHECKING:
@@ -27,22 +29,25 @@ log = logging.getLogger(__name__)
 
 STUDENT_FILE = "student.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = "robodistill-distill-checkpoint-1"
 
 
 class DaggerRunner:
     """Owns the environments, the student, the optimizer and the buffer for one distillation run."""
 
-    def __init__(self, cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog) -> None:
+    def __init__(self, cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog | None) -> None:
         dc = cfg.distill
         self.cfg, self.teacher, self.run_dir, self.metrics = cfg, teacher, Path(run_dir), metrics
-        torch.manual_seed(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.env = env_from_config(cfg, dc.num_envs, seed=cfg.seed + 1)
+        self.rank, self.world_size = distributed.init()
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank (broadcast below all the same)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 7919 * self.rank)
+        self.env = env_from_config(cfg, dc.num_envs, seed=cfg.seed + 1 + 1000 * self.rank)
         teacher.check_compatible(cfg.task.name, self.env.obs_dims["privileged"], self.env.action_dim)
         backend = self.env.backend
         spec = student_spec(cfg, self.env.obs_dims["proprio"], self.env.action_dim, backend.action_offset,
                             backend.action_scale, cfg.task.name)
         self.student = build_student(cfg.student.encoder, spec)
+        distributed.broadcast_module(self.student)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate)
         # windowed students learn from single steps (their state is the window); recurrent ones from sequences
         self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
@@ -83,7 +88,7 @@ class DaggerRunner:
                 state = self.student.reset_state(next_state, starts)
         self.obs, self.state, self.starts = obs, state, starts
         self.buffer.add(**self._chunk(rows))
-        self.student.normalizer.update(torch.stack(rows["obs"]))
+        self.student.normalizer.merge(*distributed.global_moments(torch.cat(rows["obs"])))
         n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
         self.labels += n
@@ -115,6 +120,7 @@ class DaggerRunner:
                 loss = loss + dc.value_loss_coef * F.mse_loss(value, batch["teacher_value"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.student)
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), dc.max_grad_norm)
             self.optimizer.step()
             losses.append(loss.item())
@@ -122,28 +128,58 @@ class DaggerRunner:
         return float(np.mean(losses))
 
     def save(self, final: bool = False) -> None:
-        """Atomic checkpoint of everything needed to resume; the student alone on the final call."""
+        """Atomic checkpoint of everything needed to resume, then the student (rank 0 only)."""
+        if self.rank != 0:
+            return
         student_dir = self.run_dir / "student"
-        self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
         if not final:
-            atomic_torch_save({"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
+            atomic_torch_save({"format": CHECKPOINT_FORMAT, "spec": self.student.spec, "iteration": self.iteration,
+                               "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
                                "labels": self.labels, "torch_rng": torch.get_rng_state(),
-                               "gen": self.gen.get_state(), "student": self.student.state_dict()},
+                               "gen": self.gen.get_state(), "episodes": self.env.backend.sampler.state()},
                               student_dir / CHECKPOINT_FILE)
+        self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint; a corrupted one, or one whose shapes do not fit the config, is refused."""
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError("not a robodistill distillation checkpoint")
+        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
+            raise UsageError(f"corrupted checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        mismatched = [k for k in ("encoder", "obs_dim", "action_dim", "history", "hidden", "rnn_hidden",
+                                  "rnn_layers", "tcn_channels") if ckpt["spec"].get(k) != self.student.spec.get(k)]
+        if mismatched:
+            k = mismatched[0]
+            raise UsageError(f"checkpoint {path} does not fit the config: student {k} is {ckpt['spec'].get(k)!r} "
+                             f"in the checkpoint but {self.student.spec.get(k)!r} in the config")
+        self.student.load_state_dict(ckpt["student"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.buffer.load_state_dict(ckpt["buffer"])
+        self.iteration, self.env_steps, self.labels = ckpt["iteration"], ckpt["env_steps"], ckpt["labels"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.gen.set_state(ckpt["gen"])
+        self.env.backend.sampler.set_state(ckpt["episodes"])
+        if self.rank == 0:  # iterations after the checkpoint are redone: each is recorded once
+            truncate_metrics(self.run_dir, "distill", self.iteration)
+        log.info("resumed from %s at iteration %d", path, self.iteration)
 
     def run(self) -> dict[str, Any]:
         """The whole distillation; returns the figures for ``summary.json``."""
         dc = self.cfg.distill
         t0 = time.time()
-        evaluator = PairedEvaluator(self.cfg, self.teacher)
-        log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
-                 evaluator.random_result.mean)
+        evaluator = PairedEvaluator(self.cfg, self.teacher) if self.rank == 0 else None
+        if evaluator is not None:
+            log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
+                     evaluator.random_result.mean)
         self.obs = self.env.reset()
         self.state = self.student.initial_state(self.env.num_envs)
         self.starts = torch.ones(self.env.num_envs, dtype=torch.bool)
         score, result = float("nan"), None
-        bar = tqdm(total=dc.iterations, desc="distill", unit="it", dynamic_ncols=True, leave=False, disable=None)
+        bar = tqdm(total=dc.iterations, initial=self.iteration, desc="distill", unit="it", dynamic_ncols=True,
+                   leave=False, disable=None if self.rank == 0 else True)
         while self.iteration < dc.iterations:
             beta = beta_at(dc.beta, self.iteration)
             self.buffer.start_iteration()
@@ -151,15 +187,20 @@ class DaggerRunner:
             loss = self.update()
             self.iteration += 1
             record: dict[str, Any] = {"loss": loss, "beta": beta, "buffer_size": len(self.buffer),
-                                      "env_steps": self.env_steps, "labels": self.labels, **stats,
+                                      "env_steps": self.env_steps * self.world_size,
+                                      "labels": self.labels * self.world_size, **stats,
                                       "physics_faults": self.env.physics_faults}
-            if self.iteration % dc.eval_every == 0 or self.iteration == dc.iterations:
+            if self.world_size > 1:
+                record.update(weights_in_sync=distributed.in_sync(self.student), world_size=self.world_size)
+            if evaluator is not None and (self.iteration % dc.eval_every == 0 or self.iteration == dc.iterations):
                 result, score = evaluator.evaluate(StudentPolicy(self.student))
                 record.update(score=score, student_return=result.mean)
-            self.metrics.write("distill", self.iteration, **record)
+            if self.metrics is not None:
+                self.metrics.write("distill", self.iteration, **record)
             self.save()
             bar.update(1)
             bar.set_postfix(score=f"{score:.3f}", loss=f"{loss:.4f}", beta=f"{beta:.2f}")
+            score = distributed.broadcast_float(score)
             if dc.target_score is not None and score >= dc.target_score:
                 log.info("target score %.3f reached at iteration %d", dc.target_score, self.iteration)
                 break
@@ -167,13 +208,21 @@ class DaggerRunner:
         self.save(final=True)
         self.env.close()
         wall = time.time() - t0
-        return {"teacher_return": evaluator.teacher_result.mean, "random_return": evaluator.random_result.mean,
+        if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
+            result, score = evaluator.evaluate(StudentPolicy(self.student))
+        return {"teacher_return": evaluator.teacher_result.mean if evaluator else float("nan"),
+                "random_return": evaluator.random_result.mean if evaluator else float("nan"),
                 "student_return": result.mean if result is not None else float("nan"), "score": score,
-                "distill_env_steps": self.env_steps, "labels": self.labels, "distill_iterations": self.iteration,
-                "distill_wall_seconds": wall, "eval_episodes": evaluator.episodes,
-                "physics_faults": self.env.physics_faults}
+                "distill_env_steps": self.env_steps * self.world_size, "labels": self.labels * self.world_size,
+                "distill_iterations": self.iteration, "distill_wall_seconds": wall,
+                "eval_episodes": evaluator.episodes if evaluator else 0, "physics_faults": self.env.physics_faults,
+                "world_size": self.world_size}
 
 
-def distill(cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog) -> dict[str, Any]:
-    """Train a student from ``teacher`` as the config says; the student lands in ``RUN/student``."""
-    return DaggerRunner(cfg, teacher, run_dir, metrics).run()
+def distill(cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog | None,
+            resume: Path | None = None) -> dict[str, Any]:
+    """Train a student from ``teacher`` as the config says (continuing from ``resume``); it lands in RUN/student."""
+    runner = DaggerRunner(cfg, teacher, run_dir, metrics)
+    if resume is not None:
+        runner.resume(resume)
+    return runner.run()

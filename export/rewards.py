@@ -1,0 +1,136 @@
+"""Rewards and terminations of the built-in tasks in numpy, for the sim-to-sim runner (no robodistill import).
+
+Each entry mirrors the task's own ``reward``/``terminated`` in ``robodistill/tasks/<task>.py`` line for line,
+over batched arrays ``qpos [B, nq]``, ``qvel [B, nv]``, ``sensordata [B, ns]``, actions in [-1, 1] ``[B, A]`` and
+``command [B, C]``. This is a second copy of task code, so it is checked, not trusted: the repository's tests
+compare every entry with the task on random states, and ``robodistill export`` compares the sim-to-sim return
+with the torch student's return on the same episodes (they must agree within 2%).
+
+A task without an entry here (your own robot) passes ``--reward-module FILE`` to ``sim2sim.py``: a Python file
+defining ``Reward(model, metadata)`` with the same two methods as the classes below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mujoco
+import numpy as np
+
+
+def _sensor(model: mujoco.MjModel, name: str) -> slice:
+    sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
+    if sid < 0:
+        raise ValueError(f"the MJCF lacks sensor {name!r}")
+    adr = int(model.sensor_adr[sid])
+    return slice(adr, adr + int(model.sensor_dim[sid]))
+
+
+def _projected_gravity(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.stack([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))], axis=-1)
+
+
+class PendulumReward:
+    """Gymnasium's pendulum cost: ``-(wrap(q)^2 + 0.1 qd^2 + 0.001 (2a)^2)``; never terminates."""
+
+    def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
+        pass
+
+    def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
+        """Reward ``[B]`` of the control step that led to this state."""
+        angle = np.arctan2(np.sin(qpos[:, 0]), np.cos(qpos[:, 0]))
+        torque = 2.0 * action[:, 0]
+        return -(angle**2 + 0.1 * qvel[:, 0] ** 2 + 0.001 * torque**2)
+
+    def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
+        """Never."""
+        return np.zeros(qpos.shape[0], dtype=bool)
+
+
+class HopperReward:
+    """Gymnasium Hopper-v5: forward velocity + alive bonus − 1e-3 |a|^2; ends when unhealthy."""
+
+    FORWARD_WEIGHT, ALIVE_BONUS, CTRL_COST = 1.0, 1.0, 1e-3
+    MIN_HEIGHT, MAX_PITCH, MAX_STATE = 0.7, 0.2, 100.0
+
+    def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
+        pass
+
+    def _healthy(self, qpos, qvel) -> np.ndarray:
+        height, pitch = qpos[:, 1], qpos[:, 2]
+        state = np.concatenate([qpos[:, 2:], qvel], axis=-1)
+        return ((height > self.MIN_HEIGHT) & (np.abs(pitch) < self.MAX_PITCH)
+                & np.all(np.abs(state) < self.MAX_STATE, axis=-1))
+
+    def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
+        """Reward ``[B]`` of the control step that led to this state."""
+        forward = self.FORWARD_WEIGHT * qvel[:, 0]
+        alive = self.ALIVE_BONUS * self._healthy(qpos, qvel)
+        return forward + alive - self.CTRL_COST * np.sum(action**2, axis=-1)
+
+    def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
+        """The torso is too low, pitched too far, or the state blew up."""
+        return ~self._healthy(qpos, qvel)
+
+
+class QuadrupedReward:
+    """legged_gym-style velocity tracking (each term × dt, clipped at zero); ends on a fall."""
+
+    LEGS = ("FL", "FR", "RL", "RR")
+    JOINTS = tuple(f"{leg}_{part}" for leg in LEGS for part in ("hip", "thigh", "calf"))
+    REWARD_SCALES = {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
+                     "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.5,
+                     "collision": -1.0, "dof_pos_limits": -10.0}
+    TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
+    MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
+
+    def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
+        names = ("imu_gyro", "imu_quat", "imu_vel", "trunk_touch", *(f"{j}_torque" for j in self.JOINTS),
+                 *(f"{leg}_foot_touch" for leg in self.LEGS), *(f"{leg}_thigh_touch" for leg in self.LEGS))
+        self._s = {n: _sensor(model, n) for n in names}
+        jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in self.JOINTS]
+        self._qadr = np.array([model.jnt_qposadr[j] for j in jids])
+        ranges = model.jnt_range[jids]
+        mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
+        self._lo, self._hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
+        self._dt = float(model.opt.timestep) * int(metadata["decimation"])
+
+    def _cat(self, sd: np.ndarray, names: list[str]) -> np.ndarray:
+        return np.concatenate([sd[:, self._s[n]] for n in names], axis=-1)
+
+    def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
+        """Reward ``[B]`` of the control step that led to this state."""
+        sd = sensordata
+        vel, gyro = sd[:, self._s["imu_vel"]], sd[:, self._s["imu_gyro"]]
+        gravity = _projected_gravity(sd[:, self._s["imu_quat"]])
+        torque = self._cat(sd, [f"{j}_torque" for j in self.JOINTS])
+        q = qpos[:, self._qadr]
+        contacts = self._cat(sd, [f"{leg}_foot_touch" for leg in self.LEGS]) > self.CONTACT_FORCE
+        moving = np.sqrt(np.sum(command[:, :2] ** 2, axis=-1)) > 0.1
+        thigh = self._cat(sd, [f"{leg}_thigh_touch" for leg in self.LEGS])
+        lin_err = np.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
+        terms = {
+            "tracking_lin_vel": np.exp(-lin_err / self.TRACKING_SIGMA),
+            "tracking_ang_vel": np.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
+            "lin_vel_z": vel[:, 2] ** 2,
+            "ang_vel_xy": np.sum(gyro[:, :2] ** 2, axis=-1),
+            "orientation": np.sum(gravity[:, :2] ** 2, axis=-1),
+            "torques": np.sum(torque**2, axis=-1),
+            "action_rate": np.sum((action - prev_action) ** 2, axis=-1),
+            "feet_air": np.minimum(np.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
+            "collision": np.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
+            + (sd[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
+            "dof_pos_limits": np.sum(np.clip(self._lo - q, 0.0, None) + np.clip(q - self._hi, 0.0, None), axis=-1),
+        }
+        total = sum(self.REWARD_SCALES[k] * self._dt * v for k, v in terms.items())
+        return np.maximum(total, 0.0)
+
+    def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
+        """The trunk touches the ground, tilts more than 60 degrees, or sinks below the minimum height."""
+        gravity = _projected_gravity(sensordata[:, self._s["imu_quat"]])
+        trunk = sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE
+        return trunk | (-gravity[:, 2] < self.MAX_TILT_COS) | (qpos[:, 2] < self.MIN_BASE_HEIGHT)
+
+
+REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward}

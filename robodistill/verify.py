@@ -1,0 +1,158 @@
+"""Sim-to-sim verification of an export: the torch student in robodistill vs the deploy kit in plain MuJoCo.
+
+Both play the same held-out episodes on the nominal model (randomization and sensor noise off): robodistill's
+C backend with the torch student records each episode's initial state, command and model fields plus the
+student's return into ``episodes.npz``; then ``export/sim2sim.py`` (numpy + mujoco + onnxruntime only, in a
+subprocess) replays them from the ONNX file, its metadata and the MJCF copied beside it. Agreement of the two
+returns checks the sensor timing, the observation assembly from declared terms, the action mapping and the
+reward table of the deploy kit in one number.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from robodistill.runs import atomic_write
+
+if TYPE_CHECKING:
+    from robodistill.config import Config
+    from robodistill.student import Student
+
+log = logging.getLogger(__name__)
+
+KIT = Path(__file__).resolve().parents[1] / "export"
+SIM2SIM = KIT / "sim2sim.py"
+TOLERANCE = 0.02  # relative gap of the mean returns that the export accepts
+
+
+@torch.no_grad()
+def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
+                          seed: int) -> dict[str, np.ndarray]:
+    """The torch student on ``episodes`` nominal, noise-free held-out episodes: their starts and returns."""
+    from robodistill.env import make_env, make_task
+
+    env = make_env(make_task(cfg, randomize=False), episodes, backend="mujoco", seed=seed,
+                   num_threads=cfg.env.num_threads)
+    backend = env.backend
+    backend._noise = False  # the deploy kit adds no sensor noise; compare like with like
+    try:
+        obs = env.reset()
+        sim = backend.sim_arrays()
+        record: dict[str, np.ndarray] = {"qpos": sim.qpos.copy(), "qvel": sim.qvel.copy(),
+                                         "command": backend.command.copy()}
+        for field in env.task.model_fields:  # the model each episode ran on (nominal parameters)
+            record[f"model.{field}"] = np.stack([getattr(m, field) for m in backend.models])
+        state = student.initial_state(episodes)
+        returns = torch.zeros(episodes, dtype=torch.float64)
+        lengths = torch.zeros(episodes, dtype=torch.long)
+        running = torch.ones(episodes, dtype=torch.bool)
+        for _ in range(env.episode_length):
+            action, state = student.act(obs["proprio"], state)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns += torch.where(running, reward.double(), 0.0)
+            lengths += running.long()
+            running &= ~(terminated | truncated)
+            if not running.any():
+                break
+    finally:
+        env.close()
+    record["reference_returns"] = returns.numpy()
+    record["reference_lengths"] = lengths.numpy()
+    record["seed"] = np.asarray(seed)
+    return record
+
+
+def copy_mjcf(mjcf: Path, out_dir: Path) -> Path:
+    """Copy the MJCF and the files it references (meshes, height fields, includes) beside the ONNX file."""
+    mjcf = Path(mjcf).resolve()
+    dest = Path(out_dir) / mjcf.name
+    for src, rel in _mjcf_files(mjcf, mjcf.parent):
+        target = Path(out_dir) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    return dest
+
+
+def _mjcf_files(xml: Path, root: Path) -> list[tuple[Path, Path]]:
+    """``(source, path relative to root)`` of ``xml`` and every file it references, includes followed."""
+    out = [(xml, xml.relative_to(root))]
+    tree = ET.parse(xml)
+    compiler = tree.find(".//compiler")
+    dirs = {k: (compiler.get(k) if compiler is not None else None) for k in ("assetdir", "meshdir", "texturedir")}
+    for el in tree.iter():
+        file = el.get("file")
+        if not file or Path(file).is_absolute():
+            continue
+        if el.tag == "include":
+            out += _mjcf_files((xml.parent / file).resolve(), root)
+            continue
+        sub = dirs["texturedir"] if el.tag == "texture" else dirs["meshdir"]
+        for base in (sub, dirs["assetdir"], None):
+            src = (xml.parent / (base or "") / file).resolve()
+            if src.is_file():
+                try:
+                    out.append((src, src.relative_to(root)))
+                except ValueError:
+                    log.warning("MJCF asset %s lies outside %s; not copied beside the policy", src, root)
+                break
+    return out
+
+
+def kit_reward_tasks() -> set[str]:
+    """Tasks the deploy kit's reward table (export/rewards.py, numpy only) knows."""
+    spec = importlib.util.spec_from_file_location("robodistill_kit_rewards", KIT / "rewards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.REWARDS)
+
+
+def run_sim2sim(onnx_path: Path, episodes: int, timeout: float = 600.0) -> dict[str, Any]:
+    """Run ``export/sim2sim.py`` on the exported folder in a subprocess; its JSON result."""
+    cmd = [sys.executable, str(SIM2SIM), str(onnx_path), "--episodes", str(episodes), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sim2sim failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
+
+
+def verify_sim2sim(cfg: "Config", student: "Student", onnx_path: Path, mjcf: Path,
+                   episodes: int) -> dict[str, Any]:
+    """Write ``episodes.npz`` and the MJCF beside ``onnx_path``, replay with the deploy kit, compare returns."""
+    out_dir = Path(onnx_path).parent
+    copy_mjcf(mjcf, out_dir)
+    seed = cfg.distill.eval_seed
+    record = record_torch_episodes(cfg, student, episodes, seed)
+    atomic_write(out_dir / "episodes.npz", lambda tmp: _savez(tmp, record))
+    torch_mean = float(record["reference_returns"].mean())
+    if cfg.task.name not in kit_reward_tasks():
+        reason = (f"export/rewards.py has no reward for task {cfg.task.name!r}; run sim2sim.py with "
+                  "--reward-module to compare returns")
+        log.warning("sim2sim check skipped: %s", reason)
+        return {"torch_mean_return": torch_mean, "sim2sim_mean_return": None, "sim2sim_skipped": reason}
+    result = run_sim2sim(Path(onnx_path), episodes)
+    gap = abs(result["mean_return"] - torch_mean) / max(abs(torch_mean), 1e-9)
+    info = {"torch_mean_return": torch_mean, "sim2sim_mean_return": result["mean_return"],
+            "sim2sim_rel_diff": gap, "sim2sim_episodes": episodes, "sim2sim_seed": seed,
+            "sim2sim_within_tolerance": bool(gap <= TOLERANCE)}
+    log.info("sim2sim: deploy kit %.3f vs torch %.3f over %d nominal episodes (gap %.3f%%)", result["mean_return"],
+             torch_mean, episodes, 100 * gap)
+    if gap > TOLERANCE:
+        log.warning("sim2sim return differs from the torch student's by %.2f%% (> %.0f%%): the deploy kit does not "
+                    "reproduce the student; compare per-episode returns in episodes.npz", 100 * gap, 100 * TOLERANCE)
+    return info
+
+
+def _savez(tmp: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a bare path
+        np.savez(fh, **arrays)

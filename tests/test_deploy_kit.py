@@ -1,0 +1,231 @@
+"""The deploy kit in export/: OnnxController, sim2sim runner, reward table, isolation from robodistill and torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import robodistill as rd
+from robodistill.onnx_export import OUTPUTS, export_run, load_session
+from robodistill.student import build_student, student_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+KIT = ROOT / "export"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"deploy_kit_{name}", KIT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+controller = _load("controller")
+rewards = _load("rewards")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_cfg, tmp_path_factory):
+    """A tiny untrained pendulum student exported with its sim-to-sim verification (3 episodes)."""
+    out = tmp_path_factory.mktemp("export")
+    env = rd.make_env("pendulum", 1, seed=0)
+    spec = student_spec(tiny_cfg, env.obs_dims["proprio"], env.action_dim, env.backend.action_offset,
+                        env.backend.action_scale, "pendulum")
+    env.close()
+    torch.manual_seed(0)
+    student = build_student("mlp", spec)
+    student.normalizer.update(torch.randn(100, 3) * 2 + 1)
+    info = export_run(tiny_cfg, student.eval(), out, sim2sim_episodes=3)
+    return out / "policy.onnx", info
+
+
+def test_export_is_self_contained_and_sim2sim_matches_torch(exported):
+    onnx_path, info = exported
+    folder = onnx_path.parent
+    assert {"policy.onnx", "policy.json", "pendulum.xml", "episodes.npz"} <= {p.name for p in folder.iterdir()}
+    verification = json.loads((folder / "policy.json").read_text())["verification"]
+    for key in ("torch_mean_return", "sim2sim_mean_return", "sim2sim_rel_diff", "onnx_max_abs_diff"):
+        assert verification[key] == info[key]
+    assert info["sim2sim_rel_diff"] < 0.02 and info["sim2sim_within_tolerance"]
+    episodes = np.load(folder / "episodes.npz")
+    assert episodes["qpos"].shape == (3, 1) and episodes["reference_returns"].shape == (3,)
+
+
+def test_controller_rejects_bad_input(exported):
+    ctrl = controller.OnnxController(exported[0])
+    good = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"shape \(3,\) or \(B, 3\)"):
+        ctrl.step(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        ctrl.step(np.zeros((1, 1, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="floating-point"):
+        ctrl.step(np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="floating-point"):
+        ctrl.step(np.array([0.0, 1.0, None], dtype=object))
+    ctrl.step(good)
+    state = ctrl.state
+    with pytest.raises(ValueError, match=r"non-finite values: hinge_pos.cos0=nan"):
+        ctrl.step(np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(ValueError, match=r"prev_action\[0\]=inf"):
+        ctrl.step(np.array([0.0, 1.0, np.inf], dtype=np.float32))
+    np.testing.assert_array_equal(ctrl.state, state)  # a rejected input leaves the state alone
+    with pytest.raises(ValueError, match="batch size changed"):
+        ctrl.step(np.zeros((2, 3)))
+    ctrl.reset()
+    assert ctrl.step(np.zeros((2, 3))).shape == (2, 1)
+
+
+def test_controller_rejects_unreadable_files(tmp_path, exported):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(exported[0].read_bytes()[:200])
+    with pytest.raises(ValueError, match="cannot load ONNX policy"):
+        controller.OnnxController(bad)
+    with pytest.raises(FileNotFoundError):
+        controller.OnnxController(tmp_path / "missing.onnx")
+
+
+def test_stateful_step_matches_the_session_run_by_hand(exported):
+    ctrl = controller.OnnxController(exported[0])
+    session = load_session(exported[0])
+    meta = ctrl.metadata
+    state = np.full((1, *meta["state_shape"]), meta["state_initial_value"], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        obs = rng.standard_normal(3)  # float64 is accepted and cast
+        action = ctrl.step(obs)
+        expected, state = session.run(OUTPUTS, {"obs": obs[None].astype(np.float32), "state": state})
+        assert action.dtype == np.float32 and action.shape == (1,)
+        np.testing.assert_array_equal(action, expected[0])
+    np.testing.assert_array_equal(ctrl.state, state)
+    lat = ctrl.latency
+    assert lat["calls"] == 12 and 0 < lat["p50_us"] <= lat["p99_us"]
+
+
+def test_step_sensors_equals_step_on_the_assembled_observation(exported):
+    by_sensors, by_obs = controller.OnnxController(exported[0]), controller.OnnxController(exported[0])
+    prev = np.zeros(1)
+    for angle in np.linspace(-3.0, 3.0, 9):
+        a = by_sensors.step_sensors({"hinge_pos": np.array([angle]), "unused_sensor": np.zeros(2)})
+        b = by_obs.step(np.array([np.sin(angle), np.cos(angle), prev[0]]))
+        np.testing.assert_array_equal(a, b)
+        prev = np.clip((b - by_obs.action_offset) / by_obs.action_scale, -1, 1)
+    batch_sensors, batch_obs = controller.OnnxController(exported[0]), controller.OnnxController(exported[0])
+    angles = np.array([[0.3], [-2.0]])
+    np.testing.assert_array_equal(batch_sensors.step_sensors({"hinge_pos": angles}),
+                                  batch_obs.step(np.concatenate([np.sin(angles), np.cos(angles), 0 * angles], 1)))
+    with pytest.raises(ValueError, match=r"missing sensor reading\(s\) \['hinge_pos'\]"):
+        by_sensors.step_sensors({"hinge_vel": np.zeros(1)})
+    with pytest.raises(ValueError, match="observes no command"):
+        by_sensors.step_sensors({"hinge_pos": np.zeros(1)}, command=np.zeros(3))
+
+
+def test_sensor_transforms_match_the_task_code():
+    from robodistill.tasks.base import transform_sensor
+
+    rng = np.random.default_rng(1)
+    quat = rng.standard_normal((16, 4))
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    for transform, values in (("projected_gravity", quat), ("sincos", rng.standard_normal((16, 3))),
+                              ("identity", rng.standard_normal((16, 2)))):
+        np.testing.assert_allclose(controller.transform_sensor(values, transform),
+                                   transform_sensor(values, transform, np), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("task", sorted(rewards.REWARDS))
+def test_reward_table_matches_the_task(task):
+    """The numpy copy in export/rewards.py gives the task's own reward and termination on visited states."""
+    env = rd.make_env(task, 4, seed=3, num_threads=1)
+    backend = env.backend
+    rng = np.random.default_rng(0)
+    table = rewards.REWARDS[task](backend.model, {"decimation": env.task.decimation})
+    try:
+        env.reset()
+        for _ in range(5):
+            action = torch.from_numpy(rng.uniform(-1, 1, (4, env.action_dim))).float()
+            env.step(action)
+            sim = backend.sim_arrays()
+            a, prev = rng.uniform(-1, 1, (2, 4, env.action_dim))
+            command = backend.command
+            expected = env.task.reward(sim, a, prev, command, np)
+            got = table.reward(sim.qpos, sim.qvel, sim.sensordata, a, prev, command)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(table.terminated(sim.qpos, sim.qvel, sim.sensordata, command),
+                                          np.asarray(env.task.terminated(sim, command, np), dtype=bool))
+    finally:
+        env.close()
+
+
+def test_sim2sim_cli_prints_one_json_object(exported):
+    proc = subprocess.run([sys.executable, str(KIT / "sim2sim.py"), str(exported[0]), "--episodes", "2", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert out["episodes"] == 2 and np.isfinite(out["mean_return"]) and "std_return" in out
+    assert out["relative_gap"] < 0.02
+
+
+def test_sim2sim_bad_usage_exits_2_with_one_line(tmp_path, exported):
+    cases = [[str(tmp_path / "missing.onnx")], [str(exported[0]), "--mjcf", str(tmp_path / "none.xml")],
+             [str(exported[0]), "--episodes", "99"]]
+    for args in cases:
+        proc = subprocess.run([sys.executable, str(KIT / "sim2sim.py"), *args], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+BLOCKER = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('robodistill', 'torch'):
+            raise ImportError(f'{name} is blocked: the deploy kit must not need it')
+sys.meta_path.insert(0, Block())
+script, *args = sys.argv[1:]
+sys.argv = [script, *args]
+try:
+    runpy.run_path(script, run_name='__main__')
+finally:
+    assert not any(m.split('.')[0] in ('robodistill', 'torch') for m in sys.modules)
+"""
+
+
+def test_deploy_kit_runs_without_robodistill_or_torch(exported, tmp_path):
+    """Isolated interpreter (-I: no cwd, PYTHONPATH or user site) with imports of robodistill and torch blocked."""
+    for script, args in (("controller.py", [str(exported[0])]),
+                         ("sim2sim.py", [str(exported[0]), "--episodes", "1", "--json"])):
+        proc = subprocess.run([sys.executable, "-I", "-c", BLOCKER, str(KIT / script), *args], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert isinstance(json.loads(proc.stdout.strip().splitlines()[-1]), dict)
+
+
+def test_eval_onnx_on_a_corrupted_or_truncated_file_exits_2(tiny_cfg, tmp_path, exported, capsys):
+    from robodistill.cli import main
+    from robodistill.config import save_config
+    from robodistill.teacher import Teacher
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    save_config(tiny_cfg, run / "config.yaml")
+    env = rd.make_env("pendulum", 1, seed=0)
+    env.close()
+    teacher = Teacher({"task": "pendulum", "algo": "ppo", "obs_dim": env.obs_dims["privileged"], "action_dim": 1,
+                       "net_arch": [16], "activation": "tanh", "clip_obs": 10.0, "epsilon": 1e-8,
+                       "has_value": True})  # untrained: eval must fail on the ONNX file before using it
+    teacher.save(run / "teacher" / "teacher.pt")
+    good = exported[0].read_bytes()
+    for content in (good[: len(good) // 2], b"not an onnx file at all"):
+        (run / "export" / "policy.onnx").write_bytes(content)
+        capsys.readouterr()
+        assert main(["eval", str(run), "--policy", "onnx", "--episodes", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot load ONNX policy" in err[0]
