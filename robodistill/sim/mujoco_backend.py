@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
+_warnings_routed = False
+
+
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's C warnings (e.g. "simulation is unstable") to ``logging`` instead of raw stderr.
+
+    Diverged environments are reset and counted by the backend, so each warning is a debug message here.
+    """
+    global _warnings_routed
+    if not _warnings_routed:
+        mujoco.set_mju_user_warning(lambda text: log.debug("MuJoCo: %s", text.strip()))
+        _warnings_routed = True
+
+
 def load_model(task: Task) -> mujoco.MjModel:
     """Compile the task's MJCF, turning a missing or broken file into a one-line :class:`ConfigError`."""
     path = task.mjcf_path
@@ -45,6 +59,7 @@ class MujocoBackend:
 
     def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 2) -> None:
         self.task, self.num_envs = task, num_envs
+        _route_mujoco_warnings()
         self.model = load_model(task)
         task.bind(self.model)
         self.layout = build_layout(task, self.model)
