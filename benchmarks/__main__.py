@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import refresh_markdown, save
 
-BENCHMARKS = ["pipeline", "latency"]
+BENCHMARKS = ["pipeline", "latency", "throughput"]
 
 
 def main() -> int:

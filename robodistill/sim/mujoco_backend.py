@@ -72,6 +72,7 @@ class MujocoBackend:
         self._datas = [mujoco.MjData(self.model) for _ in range(nthread)]
         self._scratch = mujoco.MjData(self.model)
         self._rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
+        self._chunk = max(1, num_envs // (2 * nthread))  # few large work items: less scheduling per call
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
         self._noise = any(s > 0 for s in _noise_stds(self))
@@ -145,7 +146,8 @@ class MujocoBackend:
         self._ctrl[:] = (self.action_offset + self.action_scale * applied)[:, None, :]  # [B, decimation, nu]
         time_before = self.state[:, 0].copy()
         self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
-                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True)
+                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
+                              chunk_size=self._chunk)
         self.state[:] = self._state_out[:, -1]
         self.sensordata[:] = self._sensor_out[:, -1]
         # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too

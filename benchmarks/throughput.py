@@ -1,0 +1,169 @@
+"""Throughput against ceilings measured in the same process (issue 9).
+
+- backend: env-steps/s of ``make_env(task, B)`` vs ``mujoco.rollout`` stepping the same per-environment models
+  with the same threads and decimation and no Python around it (physics steps/s, ratio = backend / ceiling);
+- dagger: env-steps/s of the DAgger loop (collection with student and teacher forward passes, buffer, updates)
+  vs stepping the same environments with random actions only;
+- sb3: the teacher's SB3 PPO env-steps/s on the batched adapter vs SB3 with its own ``SubprocVecEnv`` over the
+  registered gymnasium environment, same number of environments and hyperparameters.
+
+Each ratio is measured ``repeats`` times in one run; the rows carry the spread.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mujoco
+import mujoco.rollout
+import numpy as np
+import torch
+
+from benchmarks.common import ROOT, row, spread
+
+TASKS = ["pendulum", "hopper", "quadruped"]
+
+
+def _backend_ratio(task: str, batch: int, control_steps: int) -> tuple[float, float]:
+    """(backend physics steps/s, rollout ceiling physics steps/s) for one batch size."""
+    import robodistill as rd
+
+    env = rd.make_env(task, batch, seed=0, num_threads=2)
+    env.reset()
+    backend = env.backend
+    dec = backend.task.decimation
+    actions = torch.rand(control_steps, batch, env.action_dim) * 2 - 1
+    env.step(actions[0])  # warm-up
+    t0 = time.perf_counter()
+    for k in range(control_steps):
+        env.step(actions[k])
+    env_rate = batch * control_steps * dec / (time.perf_counter() - t0)
+
+    nthread = max(1, min(2, batch))
+    datas = [mujoco.MjData(backend.model) for _ in range(nthread)]
+    ctrl = (backend.action_offset + backend.action_scale * np.random.uniform(-1, 1, (batch, 1, env.action_dim)))
+    ctrl = np.repeat(ctrl, control_steps * dec, axis=1)
+    state = backend.state.copy()
+    with mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0) as ro:
+        ro.rollout(backend.models, datas, state, ctrl[:, :dec], nstep=dec)  # warm-up
+        t0 = time.perf_counter()
+        ro.rollout(backend.models, datas, state, ctrl, nstep=control_steps * dec)
+        ceiling = batch * control_steps * dec / (time.perf_counter() - t0)
+    env.close()
+    return env_rate, ceiling
+
+
+def _dagger_ratio(task: str, batch: int, iterations: int) -> tuple[float, float]:
+    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    import robodistill as rd
+    from robodistill.distill.runner import DaggerRunner
+    from robodistill.teacher import Teacher
+
+    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml")
+    cfg = cfg.replace(distill=dataclasses.replace(cfg.distill, num_envs=batch, steps_per_iteration=100,
+                                                  updates_per_iteration=50))
+    probe = rd.make_env(task, 1)
+    teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
+                       "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
+                       "clip_obs": 10.0, "epsilon": 1e-8, "has_value": True})
+    probe.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = DaggerRunner(cfg, teacher, Path(tmp), None)
+        runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(batch)
+        runner.starts = torch.ones(batch, dtype=torch.bool)
+        runner.collect(0.5)
+        runner.update()
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            runner.buffer.start_iteration()
+            runner.collect(0.5)
+            runner.update()
+        loop_rate = iterations * 100 * batch / (time.perf_counter() - t0)
+        env = runner.env
+        actions = torch.rand(100, batch, env.action_dim) * 2 - 1
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            for k in range(100):
+                env.step(actions[k])
+        env_rate = iterations * 100 * batch / (time.perf_counter() - t0)
+        env.close()
+    return loop_rate, env_rate
+
+
+class _Privileged:
+    """Gymnasium wrapper exposing the privileged group as a flat Box (SB3's SubprocVecEnv baseline)."""
+
+    @staticmethod
+    def make(task_id: str) -> Any:
+        import gymnasium as gym
+
+        import robodistill.gym_envs  # noqa: F401 - registers the ids
+
+        class Wrapper(gym.ObservationWrapper):
+            def __init__(self, env: Any) -> None:
+                super().__init__(env)
+                self.observation_space = env.observation_space["privileged"]
+
+            def observation(self, obs: dict) -> Any:
+                return obs["privileged"]
+
+        return Wrapper(gym.make(task_id))
+
+
+def _sb3_ratio(task: str, num_envs: int, steps: int) -> tuple[float, float]:
+    """(robodistill adapter PPO env-steps/s, SB3 SubprocVecEnv PPO env-steps/s)."""
+    from functools import partial
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+
+    import robodistill as rd
+    from robodistill.teacher import SB3VecEnv
+
+    gym_id = {"pendulum": "robodistill/Pendulum-v0", "hopper": "robodistill/Hopper-v0",
+              "quadruped": "robodistill/Quadruped-v0"}[task]
+    kwargs = dict(n_steps=256, batch_size=512, n_epochs=5, verbose=0, device="cpu", seed=0)
+    rates = []
+    for make in (lambda: SB3VecEnv(rd.make_env(task, num_envs, seed=0)),
+                 lambda: SubprocVecEnv([partial(_Privileged.make, gym_id) for _ in range(num_envs)])):
+        venv = VecNormalize(make())
+        model = PPO("MlpPolicy", venv, **kwargs)
+        t0 = time.perf_counter()
+        model.learn(total_timesteps=steps)
+        rates.append(model.num_timesteps / (time.perf_counter() - t0))
+        venv.close()
+    return rates[0], rates[1]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Every throughput figure, each ratio repeated 3 times."""
+    torch.set_num_threads(1)
+    repeats = 3
+    batches = [16, 64] if quick else [1, 16, 64, 256]
+    rows: list[dict[str, Any]] = []
+    for task in TASKS:
+        for batch in batches:
+            steps = max(20, 4000 // batch) if quick else max(50, 20000 // batch)
+            pairs = [_backend_ratio(task, batch, steps) for _ in range(repeats)]
+            ratios = [a / b for a, b in pairs]
+            value, base = float(np.mean([a for a, _ in pairs])), float(np.mean([b for _, b in pairs]))
+            rows.append(row("backend_physics_steps_per_s", task, batch, value, base, unit="physics steps/s",
+                            ratio_spread=spread(ratios)))
+    for task in TASKS:
+        batch = 64
+        pairs = [_dagger_ratio(task, batch, 2 if quick else 4) for _ in range(repeats)]
+        ratios = [a / b for a, b in pairs]
+        rows.append(row("dagger_env_steps_per_s", task, batch, float(np.mean([a for a, _ in pairs])),
+                        float(np.mean([b for _, b in pairs])), unit="env steps/s", ratio_spread=spread(ratios)))
+    for task in (["pendulum"] if quick else ["pendulum", "hopper"]):
+        pairs = [_sb3_ratio(task, 8, 8192 if quick else 32768) for _ in range(repeats)]
+        ratios = [a / b for a, b in pairs]
+        rows.append(row("sb3_ppo_env_steps_per_s", task, 8, float(np.mean([a for a, _ in pairs])),
+                        float(np.mean([b for _, b in pairs])), unit="env steps/s (vs SubprocVecEnv)",
+                        ratio_spread=spread(ratios)))
+    return rows
