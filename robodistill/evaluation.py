@@ -15,6 +15,7 @@ import torch
 
 if TYPE_CHECKING:
     from robodistill.config import Config
+    from robodistill.env import BatchedEnv
     from robodistill.student import Student
     from robodistill.teacher import Teacher
 
@@ -92,27 +93,31 @@ class EvalResult:
         return float(self.returns.mean())
 
 
+def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> EvalResult:
+    """Drive a freshly reset ``env`` with ``policy``; each environment's first episode is counted to its end."""
+    policy.reset(env.num_envs)
+    returns = torch.zeros(env.num_envs, dtype=torch.float64)
+    lengths = torch.zeros(env.num_envs, dtype=torch.long)
+    running = torch.ones(env.num_envs, dtype=torch.bool)
+    for _ in range(env.episode_length):
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+        returns += torch.where(running, reward.double(), 0.0)
+        lengths += running.long()
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    return EvalResult(returns.numpy(), lengths.numpy())
+
+
 def run_episodes(cfg: "Config", policy: Policy, episodes: int, seed: int) -> EvalResult:
     """Play episode ``i`` of the held-out set in environment ``i``; each is counted until its first end."""
     from robodistill.env import env_from_config
 
     env = env_from_config(cfg, episodes, seed=seed)
     try:
-        obs = env.reset()
-        policy.reset(episodes)
-        returns = torch.zeros(episodes, dtype=torch.float64)
-        lengths = torch.zeros(episodes, dtype=torch.long)
-        running = torch.ones(episodes, dtype=torch.bool)
-        for _ in range(env.episode_length):
-            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
-            returns += torch.where(running, reward.double(), 0.0)
-            lengths += running.long()
-            running &= ~(terminated | truncated)
-            if not running.any():
-                break
+        return play(env, policy, env.reset())
     finally:
         env.close()
-    return EvalResult(returns.numpy(), lengths.numpy())
 
 
 def normalized_score(student_return: float, teacher_return: float, random_return: float) -> float:

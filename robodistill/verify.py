@@ -41,11 +41,12 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
                           seed: int) -> dict[str, np.ndarray]:
     """The torch student on ``episodes`` nominal, noise-free held-out episodes: their starts and returns."""
     from robodistill.env import make_env, make_task
+    from robodistill.evaluation import StudentPolicy, play
 
     env = make_env(make_task(cfg, randomize=False), episodes, backend="mujoco", seed=seed,
                    num_threads=cfg.env.num_threads)
     backend = env.backend
-    backend._noise = False  # the deploy kit adds no sensor noise; compare like with like
+    backend.sensor_noise = False  # the deploy kit adds no sensor noise; compare like with like
     try:
         obs = env.reset()
         sim = backend.sim_arrays()
@@ -53,22 +54,11 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
                                          "command": backend.command.copy()}
         for field in env.task.model_fields:  # the model each episode ran on (nominal parameters)
             record[f"model.{field}"] = np.stack([getattr(m, field) for m in backend.models])
-        state = student.initial_state(episodes)
-        returns = torch.zeros(episodes, dtype=torch.float64)
-        lengths = torch.zeros(episodes, dtype=torch.long)
-        running = torch.ones(episodes, dtype=torch.bool)
-        for _ in range(env.episode_length):
-            action, state = student.act(obs["proprio"], state)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns += torch.where(running, reward.double(), 0.0)
-            lengths += running.long()
-            running &= ~(terminated | truncated)
-            if not running.any():
-                break
+        result = play(env, StudentPolicy(student), obs)
     finally:
         env.close()
-    record["reference_returns"] = returns.numpy()
-    record["reference_lengths"] = lengths.numpy()
+    record["reference_returns"] = result.returns
+    record["reference_lengths"] = result.lengths
     record["seed"] = np.asarray(seed)
     return record
 

@@ -19,7 +19,7 @@ import torch
 from robodistill.errors import ConfigError
 from robodistill.sim.episodes import EpisodeSampler
 from robodistill.tasks.base import SimArrays, Task
-from robodistill.tasks.observation import build_layout, observe
+from robodistill.tasks.observation import build_layout, noise_std_vector, observe
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class MujocoBackend:
         self._chunk = max(1, num_envs // (2 * nthread))  # few large work items: less scheduling per call
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
-        self._noise = any(s > 0 for s in _noise_stds(self))
+        self.sensor_noise = any(s > 0 for s in noise_std_vector(self.layout))  # False: noise-free proprio
 
         nstate = mujoco.mj_stateSize(self.model, _FULL)
         nq, nv = self.model.nq, self.model.nv
@@ -102,7 +102,7 @@ class MujocoBackend:
         sim = self.sim_arrays(rows)
         params = {p: v[rows] for p, v in self.params.items()}
         prev = self.prev_action[rows]
-        noise = self.noise_rng.standard_normal((prev.shape[0], self.layout.proprio_dim)) if self._noise else None
+        noise = self.noise_rng.standard_normal((prev.shape[0], self.layout.proprio_dim)) if self.sensor_noise else None
         return observe(self.layout, self.task, sim, prev, self.command[rows], params, noise, np)
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
@@ -177,9 +177,3 @@ class MujocoBackend:
     def close(self) -> None:
         """Stop the rollout thread pool."""
         self._rollout.close()
-
-
-def _noise_stds(backend: MujocoBackend) -> list[float]:
-    from robodistill.tasks.observation import noise_std_vector
-
-    return noise_std_vector(backend.layout)
