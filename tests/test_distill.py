@@ -140,7 +140,7 @@ def test_recurrent_runner_stores_sequences(tiny_cfg, tiny_teacher, tmp_path):
     runner.collect(0.0)
     assert len(runner.buffer) == 16 * 20 // 5
     assert runner.buffer.data["obs"].shape[1:] == (5, 3)
-    starts = runner.buffer.data["starts"][:16].view(16, 4, 5)  # [env, chunk, step]
+    starts = runner.buffer.data["starts"][:64].view(16, 4, 5)  # [env, chunk, step]
     assert starts[:, 0, 0].all()  # every env's first sequence starts an episode
     assert runner.update() > 0
 

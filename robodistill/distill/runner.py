@@ -72,13 +72,15 @@ class DaggerRunner:
         obs, state, starts = self.obs, self.state, self.starts
         rows: dict[str, list[torch.Tensor]] = {k: [] for k in self.buffer.data}
         teacher_steps = 0
+        no_value = torch.zeros(self.env.num_envs)
         with torch.no_grad():
             for _ in range(dc.steps_per_iteration):
                 mean, std, _, next_state = self.student(obs["proprio"], state)
                 teacher_mean, teacher_std = self.teacher(obs["privileged"])
+                teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
                 for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts.float()),
                                    ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
-                                   ("teacher_value", self.teacher.value(obs["privileged"]))):
+                                   ("teacher_value", teacher_value)):
                     rows[key].append(value)
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
                 action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
