@@ -59,6 +59,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
