@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import ROOT, row
+from benchmarks.throughput import dagger_ratio
 
 TASKS = ["pendulum", "hopper", "quadruped"]
 
@@ -91,45 +92,6 @@ def _compile_seconds(task: str, batch: int, cache_dir: str) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _dagger_ratio(task: str, batch: int, iterations: int, backend: str) -> tuple[float, float]:
-    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student on ``backend``."""
-    from pathlib import Path
-
-    import robodistill as rd
-    from robodistill.distill.runner import DaggerRunner
-    from robodistill.teacher import Teacher
-
-    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml",
-                         [f"env.backend={backend}", f"distill.num_envs={batch}", "distill.steps_per_iteration=100",
-                          "distill.updates_per_iteration=50"])
-    probe = rd.make_env(task, 1)  # the C engine: only the sizes are needed
-    teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
-                       "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
-                       "clip_obs": 10.0, "epsilon": 1e-8, "has_value": True})
-    probe.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        runner = DaggerRunner(cfg, teacher, Path(tmp), None)
-        runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(batch)
-        runner.starts = torch.ones(batch, dtype=torch.bool)
-        runner.collect(0.5)  # compile and warm-up
-        runner.update()
-        t0 = time.perf_counter()
-        for _ in range(iterations):
-            runner.buffer.start_iteration()
-            runner.collect(0.5)
-            runner.update()
-        loop_rate = iterations * 100 * batch / (time.perf_counter() - t0)
-        env = runner.env
-        actions = torch.rand(100, batch, env.action_dim) * 2 - 1
-        t0 = time.perf_counter()
-        for _ in range(iterations):
-            for k in range(100):
-                env.step(actions[k])
-        env_rate = iterations * 100 * batch / (time.perf_counter() - t0)
-        env.close()
-    return loop_rate, env_rate
-
-
 def run(quick: bool) -> list[dict[str, Any]]:
     """Throughput of both backends against the batch size, MJX compile times, and DAgger on MJX."""
     torch.set_num_threads(1)
@@ -152,7 +114,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         device=device, reset_s=cold["reset"], step_s=cold["step"], build_s=cold["build"]))
         rows.append(row("mjx_compile_warm_s", task, compile_batch, warm_s, cold_s, unit="s (vs empty cache)",
                         device=device, reset_s=warm["reset"], step_s=warm["step"], build_s=warm["build"]))
-    loop, env_only = _dagger_ratio("pendulum", 64, 2 if quick else 5, "mjx")
+    loop, env_only = dagger_ratio("pendulum", 64, 2 if quick else 5, backend="mjx")
     rows.append(row("dagger_env_steps_per_s", "pendulum", 64, loop, env_only, unit="env steps/s (MJX, vs env only)",
                     device=device))
     return rows

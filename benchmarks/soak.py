@@ -34,8 +34,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rss = []
     with tempfile.TemporaryDirectory() as tmp:
         runner = DaggerRunner(cfg, teacher, Path(tmp), None)
-        runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(32)
-        runner.starts = torch.ones(32, dtype=torch.bool)
+        runner.start()
         for _ in range(iterations):
             runner.buffer.start_iteration()
             runner.collect(0.5)

@@ -54,9 +54,8 @@ def _backend_ratio(task: str, batch: int, control_steps: int) -> tuple[float, fl
     return env_rate, ceiling
 
 
-def _dagger_ratio(task: str, batch: int, iterations: int) -> tuple[float, float]:
-    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student."""
-    import dataclasses
+def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:
+    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student on ``backend``."""
     import tempfile
     from pathlib import Path
 
@@ -64,19 +63,18 @@ def _dagger_ratio(task: str, batch: int, iterations: int) -> tuple[float, float]
     from robodistill.distill.runner import DaggerRunner
     from robodistill.teacher import Teacher
 
-    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml")
-    cfg = cfg.replace(distill=dataclasses.replace(cfg.distill, num_envs=batch, steps_per_iteration=100,
-                                                  updates_per_iteration=50))
-    probe = rd.make_env(task, 1)
+    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml",
+                         [f"env.backend={backend}", f"distill.num_envs={batch}", "distill.steps_per_iteration=100",
+                          "distill.updates_per_iteration=50"])
+    probe = rd.make_env(task, 1)  # the C engine: only the sizes are needed
     teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
                        "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
                        "clip_obs": 10.0, "epsilon": 1e-8, "has_value": True})
     probe.close()
     with tempfile.TemporaryDirectory() as tmp:
         runner = DaggerRunner(cfg, teacher, Path(tmp), None)
-        runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(batch)
-        runner.starts = torch.ones(batch, dtype=torch.bool)
-        runner.collect(0.5)
+        runner.start()
+        runner.collect(0.5)  # warm-up (and compile, on MJX)
         runner.update()
         t0 = time.perf_counter()
         for _ in range(iterations):
@@ -156,7 +154,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                             ratio_spread=spread(ratios)))
     for task in TASKS:
         batch = 64
-        pairs = [_dagger_ratio(task, batch, 2 if quick else 4) for _ in range(repeats)]
+        pairs = [dagger_ratio(task, batch, 2 if quick else 4) for _ in range(repeats)]
         ratios = [a / b for a, b in pairs]
         rows.append(row("dagger_env_steps_per_s", task, batch, float(np.mean([a for a, _ in pairs])),
                         float(np.mean([b for _, b in pairs])), unit="env steps/s", ratio_spread=spread(ratios)))

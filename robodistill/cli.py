@@ -217,7 +217,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from robodistill.onnx_export import export_run
     from robodistill.runs import update_summary
     from robodistill.student import load_student
-    from robodistill.teacher import Teacher, train_teacher
+    from robodistill.teacher import train_teacher
 
     cfg = load_config(args.config, args.overrides)
     run = _new_run_dir(args.run_dir, cfg.task.name, "pipeline")

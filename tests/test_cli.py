@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import PENDULUM, ROOT, TINY
+from conftest import PENDULUM, TINY
 
 
 def rd(*args, cwd=None):

@@ -62,9 +62,7 @@ def _runner(cfg, teacher, tmp_path, **distill):
 
     cfg = cfg.replace(distill=dataclasses.replace(cfg.distill, **distill))
     runner = DaggerRunner(cfg, teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False))
-    runner.obs = runner.env.reset()
-    runner.state = runner.student.initial_state(runner.env.num_envs)
-    runner.starts = torch.ones(runner.env.num_envs, dtype=torch.bool)
+    runner.start()
     return runner
 
 
@@ -135,8 +133,7 @@ def test_recurrent_runner_stores_sequences(tiny_cfg, tiny_teacher, tmp_path):
 
     cfg = tiny_cfg.replace(student=dataclasses.replace(tiny_cfg.student, encoder="gru", bptt_length=5))
     runner = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False))
-    runner.obs, runner.state = runner.env.reset(), runner.student.initial_state(runner.env.num_envs)
-    runner.starts = torch.ones(runner.env.num_envs, dtype=torch.bool)
+    runner.start()
     runner.collect(0.0)
     assert len(runner.buffer) == 16 * 20 // 5
     assert runner.buffer.data["obs"].shape[1:] == (5, 3)

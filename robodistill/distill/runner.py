@@ -65,6 +65,12 @@ class DaggerRunner:
         self.state: torch.Tensor | None = None
         self.starts: torch.Tensor | None = None
 
+    def start(self) -> None:
+        """Reset every environment and the student's state: each environment starts an episode."""
+        self.obs = self.env.reset()
+        self.state = self.student.initial_state(self.env.num_envs)
+        self.starts = torch.ones(self.env.num_envs, dtype=torch.bool)
+
     def collect(self, beta: float) -> dict[str, float]:
         """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
         every visited state gets the teacher's label, stored as sequences of ``seq_len`` steps."""
@@ -176,9 +182,7 @@ class DaggerRunner:
         if evaluator is not None:
             log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                      evaluator.random_result.mean)
-        self.obs = self.env.reset()
-        self.state = self.student.initial_state(self.env.num_envs)
-        self.starts = torch.ones(self.env.num_envs, dtype=torch.bool)
+        self.start()
         score, result = float("nan"), None
         bar = tqdm(total=dc.iterations, initial=self.iteration, desc="distill", unit="it", dynamic_ncols=True,
                    leave=False, disable=None if self.rank == 0 else True)
