@@ -180,3 +180,22 @@ def test_pure_functions_run_under_jax_jit(task: str) -> None:
             continue
         np.testing.assert_allclose(np.asarray(o), np.asarray(r, dtype=np.float64), rtol=1e-3, atol=2e-3)
     env.close()
+
+
+def test_shipped_hopper_teacher_fits_the_task_and_hops():
+    """The teacher in assets/teachers/hopper loads, fits the task's sizes and beats random actions by far."""
+    from pathlib import Path
+
+    import robodistill as rd
+    from robodistill.evaluation import RandomPolicy, TeacherPolicy, run_episodes
+    from robodistill.teacher import Teacher
+
+    root = Path(__file__).resolve().parents[1]
+    teacher = Teacher.load(root / "assets" / "teachers" / "hopper")
+    cfg = rd.load_config(root / "configs" / "hopper.yaml", overrides=["env.episode_length=200"])
+    probe = rd.make_env("hopper", 1)
+    teacher.check_compatible("hopper", probe.obs_dims["privileged"], probe.action_dim)
+    probe.close()
+    ret = run_episodes(cfg, TeacherPolicy(teacher), 4, seed=7).mean
+    rnd = run_episodes(cfg, RandomPolicy(teacher.spec["action_dim"], 7), 4, seed=7).mean
+    assert ret > rnd + 200, (ret, rnd)
