@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train-teacher", help="train an SB3 teacher on the privileged observations")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, nargs="?", default=None, help="config file (not with --resume)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue RUN's teacher from its last SB3 checkpoint")
     _common(p)
 
     p = sub.add_parser("distill", help="distill a proprioceptive student from a teacher (DAgger)")
@@ -134,11 +136,22 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     from robodistill.runs import update_summary
     from robodistill.teacher import train_teacher
 
-    cfg = load_config(args.config, args.overrides)
-    run = _new_run_dir(args.run_dir, cfg.task.name, "teacher")
-    metrics = _open_run(run, cfg)
+    from robodistill.runs import MetricsLog
+
+    if args.resume is not None:
+        if args.config is not None:
+            raise UsageError("--resume RUN takes the config from RUN; do not give CONFIG")
+        run = args.resume
+        cfg = _load_run_config(run, args.overrides)
+        metrics = MetricsLog(run)
+    elif args.config is None:
+        raise UsageError("train-teacher needs CONFIG (or --resume RUN)")
+    else:
+        cfg = load_config(args.config, args.overrides)
+        run = _new_run_dir(args.run_dir, cfg.task.name, "teacher")
+        metrics = _open_run(run, cfg)
     t0 = time.time()
-    _, info = train_teacher(cfg, run, metrics)
+    _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None)
     update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
     metrics.close()
     print(run)

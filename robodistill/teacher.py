@@ -263,10 +263,12 @@ class _ProgressCallback(BaseCallback):
 
 
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
-              total_timesteps: int | None = None, stage: str = "teacher") -> tuple[Teacher, dict[str, Any]]:
-    """Train SB3 PPO/SAC on one observation group as ``cfg.teacher`` says; returns the frozen policy module."""
-    from stable_baselines3 import PPO, SAC
+              total_timesteps: int | None = None, stage: str = "teacher",
+              resume: bool = False) -> tuple[Teacher, dict[str, Any]]:
+    """Train SB3 PPO/SAC on one observation group as ``cfg.teacher`` says; returns the frozen policy module.
 
+    With ``resume``, training continues from the SB3 checkpoint in ``out_dir`` up to the same total.
+    """
     from robodistill.env import env_from_config
 
     tc = cfg.teacher
@@ -275,28 +277,23 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     out_dir.mkdir(parents=True, exist_ok=True)
     env = env_from_config(cfg, tc.num_envs, seed=cfg.seed)
     venv: VecEnv = VecMonitor(SB3VecEnv(env, group))
-    vecnorm = None
-    if tc.normalize_obs or tc.normalize_reward:
-        vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
-                               gamma=tc.gamma)
-        venv = vecnorm
     torch.manual_seed(cfg.seed)
-    common = dict(learning_rate=tc.learning_rate, gamma=tc.gamma, seed=cfg.seed, verbose=0, device="cpu",
-                  tensorboard_log=str(out_dir.parent / "tensorboard"))
-    if tc.algo == "ppo":
-        model = PPO("MlpPolicy", venv, n_steps=tc.n_steps, batch_size=tc.batch_size, n_epochs=tc.n_epochs,
-                    gae_lambda=tc.gae_lambda, clip_range=tc.clip_range, ent_coef=tc.ent_coef,
-                    policy_kwargs=dict(net_arch=dict(pi=tc.net_arch, vf=tc.net_arch), log_std_init=tc.log_std_init,
-                                       activation_fn=nn.Tanh),
-                    **common)
+    if resume:
+        model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc.algo)
     else:
-        model = SAC("MlpPolicy", venv, buffer_size=tc.buffer_size, learning_starts=tc.learning_starts,
-                    batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
+        vecnorm = None
+        if tc.normalize_obs or tc.normalize_reward:
+            vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
+                                   gamma=tc.gamma)
+        model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"))
     callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage)
     t0 = time.time()
-    model.learn(total_timesteps=total, callback=callback, tb_log_name=stage)
+    remaining = max(0, total - model.num_timesteps)
+    if remaining:
+        model.learn(total_timesteps=remaining, callback=callback, tb_log_name=stage,
+                    reset_num_timesteps=not resume)
+        callback.save_checkpoint()
     wall = time.time() - t0
-    callback.save_checkpoint()
     policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)
     env.close()
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
@@ -304,10 +301,45 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     return policy, info
 
 
-def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog) -> tuple[Teacher, dict[str, Any]]:
+def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:
+    """A fresh SB3 PPO or SAC model with the config's hyperparameters."""
+    from stable_baselines3 import PPO, SAC
+
+    tc = cfg.teacher
+    common = dict(learning_rate=tc.learning_rate, gamma=tc.gamma, seed=cfg.seed, verbose=0, device="cpu",
+                  tensorboard_log=tensorboard_dir)
+    if tc.algo == "ppo":
+        return PPO("MlpPolicy", venv, n_steps=tc.n_steps, batch_size=tc.batch_size, n_epochs=tc.n_epochs,
+                   gae_lambda=tc.gae_lambda, clip_range=tc.clip_range, ent_coef=tc.ent_coef,
+                   policy_kwargs=dict(net_arch=dict(pi=tc.net_arch, vf=tc.net_arch), log_std_init=tc.log_std_init,
+                                      activation_fn=nn.Tanh),
+                   **common)
+    return SAC("MlpPolicy", venv, buffer_size=tc.buffer_size, learning_starts=tc.learning_starts,
+               batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
+
+
+def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, algo: str) -> tuple[Any, VecNormalize | None]:
+    """The SB3 model and VecNormalize written by the last checkpoint; an unreadable one is a UsageError."""
+    from stable_baselines3 import PPO, SAC
+
+    zip_path, norm_path = out_dir / "sb3_model.zip", out_dir / "vecnormalize.pkl"
+    if not zip_path.is_file():
+        raise UsageError(f"{out_dir} has no SB3 checkpoint (sb3_model.zip) to resume from")
+    try:
+        vecnorm = VecNormalize.load(str(norm_path), venv) if norm_path.is_file() else None
+        model = (PPO if algo == "ppo" else SAC).load(str(zip_path), env=vecnorm or venv, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
+        raise UsageError(f"corrupted SB3 checkpoint in {out_dir}: {str(exc).splitlines()[0] if str(exc) else exc}") \
+            from None
+    log.info("resuming the teacher from %s at %d env steps", zip_path, model.num_timesteps)
+    return model, vecnorm
+
+
+def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog,
+                  resume: bool = False) -> tuple[Teacher, dict[str, Any]]:
     """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
     out_dir = Path(run_dir) / "teacher"
-    teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged")
+    teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged", resume=resume)
     teacher.save(out_dir / TEACHER_FILE)
     info = {f"teacher_{k}": v for k, v in raw.items()}
     log.info("teacher trained: %d env steps in %.1f s (%.0f steps/s), training return %.1f",

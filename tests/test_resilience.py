@@ -128,3 +128,20 @@ def test_torchrun_two_processes_stay_in_sync_and_score_like_one(trained_teacher_
         singles.append(json.loads((run / "summary.json").read_text())["score"])
     spread = max(abs(singles[0] - singles[1]), 0.1)
     assert abs(ddp_score - sum(singles) / 2) <= 2 * spread, (ddp_score, singles)
+
+
+def test_teacher_training_resumes_from_its_sb3_checkpoint(tmp_path):
+    run = tmp_path / "teacher"
+    sets = _sets(["teacher.total_timesteps=2048", "teacher.num_envs=8", "teacher.n_steps=128",
+                  "teacher.batch_size=256", "teacher.n_epochs=1", "teacher.checkpoint_every=1024"])
+    first = subprocess.run(_cmd("train-teacher", PENDULUM, "--run-dir", run, *sets), capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (run / "teacher" / "sb3_model.zip").is_file() and (run / "teacher" / "vecnormalize.pkl").is_file()
+    again = subprocess.run(_cmd("train-teacher", "--resume", run, "--set", "teacher.total_timesteps=4096"),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["teacher_env_steps"] >= 4096
+    (run / "teacher" / "sb3_model.zip").write_bytes(b"cut short")
+    bad = subprocess.run(_cmd("train-teacher", "--resume", run), capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "corrupted SB3 checkpoint" in bad.stderr
