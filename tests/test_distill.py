@@ -149,3 +149,12 @@ def test_same_seed_gives_bit_identical_student(tiny_cfg, tiny_teacher, tmp_path)
 
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_at_the_target_score(tiny_cfg, tiny_teacher, tmp_path):
+    import dataclasses
+
+    cfg = tiny_cfg.replace(distill=dataclasses.replace(tiny_cfg.distill, iterations=5, target_score=-1e9))
+    info = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
+    assert info["distill_iterations"] == 1
+    assert [r["step"] for r in read_metrics(tmp_path, "distill")] == [1]
