@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -84,20 +84,20 @@ class MetricsLog:
             self._writer.close()
 
 
-def read_metrics(run_dir: Path, stage: str | None = None) -> list[dict[str, Any]]:
-    """All records of ``metrics.jsonl`` (of one ``stage`` if given); a torn last line is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
+def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(line, record)`` for every parseable line of a JSON-lines file; a torn line is skipped."""
     if not path.is_file():
-        return []
-    out = []
+        return
     for line in path.read_text().splitlines():
         try:
-            rec = json.loads(line)
+            yield line, json.loads(line)
         except json.JSONDecodeError:
             continue
-        if stage is None or rec.get("stage") == stage:
-            out.append(rec)
-    return out
+
+
+def read_metrics(run_dir: Path, stage: str | None = None) -> list[dict[str, Any]]:
+    """All records of ``metrics.jsonl`` (of one ``stage`` if given); a torn last line is skipped."""
+    return [rec for _, rec in _records(Path(run_dir) / "metrics.jsonl") if stage is None or rec.get("stage") == stage]
 
 
 def truncate_metrics(run_dir: Path, stage: str, last_step: int) -> None:
@@ -105,15 +105,7 @@ def truncate_metrics(run_dir: Path, stage: str, last_step: int) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("stage") == stage and rec.get("step", 0) > last_step:
-            continue
-        keep.append(line)
+    keep = [line for line, rec in _records(path) if not (rec.get("stage") == stage and rec.get("step", 0) > last_step)]
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 

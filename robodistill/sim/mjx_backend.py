@@ -35,9 +35,9 @@ import torch
 
 from robodistill.errors import ConfigError
 from robodistill.sim.episodes import EpisodeBatch, EpisodeSampler
-from robodistill.sim.mujoco_backend import load_model
+from robodistill.sim.mujoco_backend import compile_task
 from robodistill.tasks.base import SimArrays, Task
-from robodistill.tasks.observation import build_layout, noise_std_vector, observe
+from robodistill.tasks.observation import noise_std_vector, observe
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,8 @@ class MjxBackend:
         self._jax, self._jnp, self._mjx = jax, jnp, mjx
         enable_compilation_cache(jax)
         self.task, self.num_envs = task, num_envs
-        self.model = load_model(task)
-        task.bind(self.model)
-        self.layout = build_layout(task, self.model)
+        self.model, self.layout, self.action_offset, self.action_scale, self.dt = compile_task(task)
         self.action_dim = self.model.nu
-        self.action_offset, self.action_scale = task.action_mapping(self.model)
-        self.dt = float(self.model.opt.timestep) * task.decimation
         self.device = jax.devices()[0]
         try:
             self.mjx_model = mjx.put_model(self.model, device=self.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import mujoco
 import mujoco.rollout
@@ -19,7 +19,7 @@ import torch
 from robodistill.errors import ConfigError
 from robodistill.sim.episodes import EpisodeSampler
 from robodistill.tasks.base import SimArrays, Task
-from robodistill.tasks.observation import build_layout, noise_std_vector, observe
+from robodistill.tasks.observation import ObservationLayout, build_layout, noise_std_vector, observe
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,25 @@ def load_model(task: Task) -> mujoco.MjModel:
         raise ConfigError(f"MJCF {path} does not compile: {first}") from None
 
 
+class CompiledTask(NamedTuple):
+    """A task's compiled model and the static facts every backend derives from it."""
+
+    model: mujoco.MjModel
+    layout: ObservationLayout
+    action_offset: np.ndarray  # [A]
+    action_scale: np.ndarray  # [A]
+    dt: float  # control period, s
+
+
+def compile_task(task: Task) -> CompiledTask:
+    """Compile the MJCF, bind the task's ids and resolve its observation terms and action mapping."""
+    model = load_model(task)
+    task.bind(model)
+    offset, scale = task.action_mapping(model)
+    return CompiledTask(model, build_layout(task, model), offset, scale,
+                        float(model.opt.timestep) * task.decimation)
+
+
 class MujocoBackend:
     """A batch of ``num_envs`` environments of one task on MuJoCo's C engine, numpy in and out."""
 
@@ -60,12 +79,8 @@ class MujocoBackend:
     def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 2) -> None:
         self.task, self.num_envs = task, num_envs
         _route_mujoco_warnings()
-        self.model = load_model(task)
-        task.bind(self.model)
-        self.layout = build_layout(task, self.model)
+        self.model, self.layout, self.action_offset, self.action_scale, self.dt = compile_task(task)
         self.action_dim = self.model.nu
-        self.action_offset, self.action_scale = task.action_mapping(self.model)
-        self.dt = float(self.model.opt.timestep) * task.decimation
         self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
         self.models = [copy.deepcopy(self.model) for _ in range(num_envs)]
         nthread = max(1, min(num_threads, num_envs))
@@ -160,6 +175,9 @@ class MujocoBackend:
         truncated = (self.steps >= self.task.episode_length) & ~terminated
         self.prev_action[:] = action
         proprio, privileged = self._observe()
+        if fault.any():  # only a diverged simulation yields non-finite observations
+            proprio = np.nan_to_num(proprio, nan=0.0, posinf=0.0, neginf=0.0)
+            privileged = np.nan_to_num(privileged, nan=0.0, posinf=0.0, neginf=0.0)
         done = np.flatnonzero(terminated | truncated)
         final = None
         if done.size:
@@ -169,8 +187,6 @@ class MujocoBackend:
                 log.debug("physics fault in %d environment(s); reset", int(fault.sum()))
             self._reset_envs(done)
             proprio[done], privileged[done] = self._observe(done)
-        proprio = np.nan_to_num(proprio, nan=0.0, posinf=0.0, neginf=0.0)
-        privileged = np.nan_to_num(privileged, nan=0.0, posinf=0.0, neginf=0.0)
         return {"proprio": proprio, "privileged": privileged, "reward": reward, "terminated": terminated,
                 "truncated": truncated, "final": final, "fault": fault}
 
