@@ -300,13 +300,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
            "mean_return": result.mean, "std_return": float(result.returns.std()),
            "mean_length": float(result.lengths.mean()), "teacher_return": evaluator.teacher_result.mean,
            "random_return": evaluator.random_result.mean,
-           "score": normalized_score(result.mean, evaluator.teacher_result.mean, evaluator.random_result.mean)}
+           "score": normalized_score(result.mean, evaluator.teacher_result.mean, evaluator.random_result.mean),
+           **result.metrics}
     if args.json:
         print(json.dumps(out))
     else:
+        figures = ", ".join(f"{k} {v:.3g}" for k, v in result.metrics.items())
         print(f"{args.policy}: mean return {out['mean_return']:.2f} ± {out['std_return']:.2f} over {episodes} "
               f"episodes; teacher {out['teacher_return']:.2f}, random {out['random_return']:.2f}, "
-              f"score {out['score']:.3f}")
+              f"score {out['score']:.3f}; {figures}")
     return 0
 
 

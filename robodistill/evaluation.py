@@ -7,7 +7,7 @@ same for the student, the teacher and the random policy. ``score = (R_student - 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -82,10 +82,12 @@ class RandomPolicy:
 
 @dataclass
 class EvalResult:
-    """Per-episode returns of one policy on the held-out episodes."""
+    """Per-episode returns of one policy on the held-out episodes, with the task's own figures."""
 
     returns: np.ndarray  # [N]
     lengths: np.ndarray  # [N]
+    fell: np.ndarray  # [N] bool: the episode ended by termination, not by its time limit
+    metrics: dict[str, float] = field(default_factory=dict)  # fall_rate plus Task.episode_metrics
 
     @property
     def mean(self) -> float:
@@ -96,17 +98,29 @@ class EvalResult:
 def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> EvalResult:
     """Drive a freshly reset ``env`` with ``policy``; each environment's first episode is counted to its end."""
     policy.reset(env.num_envs)
+    labels = env.layout.labels("privileged")
+    columns = [labels.index(label) for label in env.task.metric_labels]
     returns = torch.zeros(env.num_envs, dtype=torch.float64)
     lengths = torch.zeros(env.num_envs, dtype=torch.long)
+    fell = torch.zeros(env.num_envs, dtype=torch.bool)
     running = torch.ones(env.num_envs, dtype=torch.bool)
+    trace = []  # per step [N, len(columns)], NaN once an episode has ended
     for _ in range(env.episode_length):
         obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+        if columns:
+            values = obs["privileged"][:, columns].double()
+            trace.append(torch.where(running[:, None], values, float("nan")))
         returns += torch.where(running, reward.double(), 0.0)
         lengths += running.long()
+        fell |= running & terminated
         running &= ~(terminated | truncated)
         if not running.any():
             break
-    return EvalResult(returns.numpy(), lengths.numpy())
+    traces = {label: np.stack([t[:, k].numpy() for t in trace], axis=1) for k, label in
+              enumerate(env.task.metric_labels)} if columns else {}
+    fell_np = fell.numpy()
+    metrics = {"fall_rate": float(fell_np.mean()), **env.task.episode_metrics(traces, fell_np)}
+    return EvalResult(returns.numpy(), lengths.numpy(), fell_np, metrics)
 
 
 def run_episodes(cfg: "Config", policy: Policy, episodes: int, seed: int) -> EvalResult:

@@ -11,7 +11,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -222,10 +222,10 @@ class _ProgressCallback(BaseCallback):
     """Progress bar, episode-return metrics and atomic checkpoints during SB3 training."""
 
     def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any,
-                 stage: str = "teacher") -> None:
+                 stage: str = "teacher", publish: Callable[[Any, Any], None] | None = None) -> None:
         super().__init__()
         self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
-        self.stage = stage
+        self.stage, self.publish = stage, publish
         self.bar: tqdm | None = None
         self._last_log, self._last_ckpt, self._t0 = 0, 0, time.time()
 
@@ -252,10 +252,12 @@ class _ProgressCallback(BaseCallback):
         return True
 
     def save_checkpoint(self) -> None:
-        """Atomically save the SB3 model and its normalizer (resumable)."""
+        """Atomically save the SB3 model and its normalizer (resumable), then publish the policy so far."""
         atomic_write(self.ckpt_dir / "sb3_model.zip", lambda tmp: self.model.save(str(tmp)))
         if self.vecnorm is not None:
             atomic_write(self.ckpt_dir / "vecnormalize.pkl", lambda tmp: self.vecnorm.save(str(tmp)))
+        if self.publish is not None:
+            self.publish(self.model, self.vecnorm)
 
     def _on_training_end(self) -> None:
         if self.bar is not None:
@@ -263,11 +265,12 @@ class _ProgressCallback(BaseCallback):
 
 
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
-              total_timesteps: int | None = None, stage: str = "teacher",
-              resume: bool = False) -> tuple[Teacher, dict[str, Any]]:
+              total_timesteps: int | None = None, stage: str = "teacher", resume: bool = False,
+              policy_file: Path | None = None) -> tuple[Teacher, dict[str, Any]]:
     """Train SB3 PPO/SAC on one observation group as ``cfg.teacher`` says; returns the frozen policy module.
 
-    With ``resume``, training continues from the SB3 checkpoint in ``out_dir`` up to the same total.
+    With ``resume``, training continues from the SB3 checkpoint in ``out_dir`` up to the same total. With
+    ``policy_file``, every checkpoint also (atomically) writes the policy so far there, ready for ``eval``.
     """
     from robodistill.env import env_from_config
 
@@ -286,7 +289,11 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
                                    gamma=tc.gamma)
         model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"))
-    callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage)
+    def publish(model: Any, norm: Any) -> None:
+        teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
+
+    callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage,
+                                 publish if policy_file is not None else None)
     t0 = time.time()
     remaining = max(0, total - model.num_timesteps)
     if remaining:
@@ -339,7 +346,8 @@ def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog,
                   resume: bool = False) -> tuple[Teacher, dict[str, Any]]:
     """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
     out_dir = Path(run_dir) / "teacher"
-    teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged", resume=resume)
+    teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged", resume=resume,
+                             policy_file=out_dir / TEACHER_FILE)
     teacher.save(out_dir / TEACHER_FILE)
     info = {f"teacher_{k}": v for k, v in raw.items()}
     log.info("teacher trained: %d env steps in %.1f s (%.0f steps/s), training return %.1f",

@@ -216,7 +216,11 @@ class DaggerRunner:
         wall = time.time() - t0
         if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
             result, score = evaluator.evaluate(StudentPolicy(self.student))
-        return {"teacher_return": evaluator.teacher_result.mean if evaluator else float("nan"),
+        figures = {}
+        if evaluator is not None:
+            figures.update({f"teacher_{k}": v for k, v in evaluator.teacher_result.metrics.items()})
+            figures.update({f"student_{k}": v for k, v in (result.metrics if result is not None else {}).items()})
+        return {**figures, "teacher_return": evaluator.teacher_result.mean if evaluator else float("nan"),
                 "random_return": evaluator.random_result.mean if evaluator else float("nan"),
                 "student_return": result.mean if result is not None else float("nan"), "score": score,
                 "distill_env_steps": self.env_steps * self.world_size, "labels": self.labels * self.world_size,

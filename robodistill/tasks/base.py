@@ -119,7 +119,8 @@ class Task:
         appended after the noise-free proprio terms in the teacher's observation);
       - ``params``: the randomized physical parameters and ``model_fields``: the MjModel fields they write;
       - ``apply_params``, ``initial_state``, ``reward``, ``terminated``; optionally ``command_dim`` with
-        ``sample_command`` and ``extra_observation``.
+        ``sample_command``, ``extra_observation``, and ``metric_labels`` with ``episode_metrics`` for the
+        task's own evaluation figures.
     """
 
     name: ClassVar[str] = "task"
@@ -131,6 +132,7 @@ class Task:
     params: ClassVar[dict[str, ParamSpec]] = {}
     model_fields: ClassVar[tuple[str, ...]] = ()
     command_dim: ClassVar[int] = 0
+    metric_labels: ClassVar[tuple[str, ...]] = ()  # privileged entries that ``episode_metrics`` reads
 
     def __init__(self, randomization: dict[str, Sequence[float]] | None = None, randomize: bool = True,
                  mjcf: str | Path | None = None, episode_length: int | None = None) -> None:
@@ -208,6 +210,10 @@ class Task:
     def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
         """Value ``[B, dim]`` of the privileged :class:`ExtraTerm` called ``name``."""
         raise NotImplementedError(f"{type(self).__name__} declares no extra term {name!r}")
+
+    def episode_metrics(self, traces: dict[str, np.ndarray], fell: np.ndarray) -> dict[str, float]:
+        """Task figures from evaluation traces ``{metric label: [N, T]}`` (NaN after each episode's end)."""
+        return {}
 
     def normalized_params(self, params: dict[str, Array], xp: Any) -> Array:
         """Randomized parameters scaled to [-1, 1] over their ranges: ``[B, P]``."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import mujoco
+import numpy as np
 
 from robodistill.errors import ConfigError
 from robodistill.tasks.base import (
@@ -41,6 +43,22 @@ class ObservationLayout:
     def privileged_dim(self) -> int:
         """Width of the privileged group (noise-free proprio terms, then the privileged extras)."""
         return self.proprio_dim + sum(s.out_dim for s in self.privileged_extra)
+
+    @functools.cached_property
+    def proprio_plan(self) -> tuple["TermSlot | slice | np.ndarray", ...]:
+        """How ``observe`` reads the proprio terms (see :func:`_fused`)."""
+        return _fused(self.proprio)
+
+    @functools.cached_property
+    def privileged_plan(self) -> tuple["TermSlot | slice | np.ndarray", ...]:
+        """How ``observe`` reads the privileged extras (see :func:`_fused`)."""
+        return _fused(self.privileged_extra)
+
+    @functools.cached_property
+    def noise_std(self) -> np.ndarray:
+        """Per-entry sensor noise std of the proprio group ``[Dp]`` (0 for non-sensor terms)."""
+        return np.array([s.term.noise_std if isinstance(s.term, SensorTerm) else 0.0
+                         for s in self.proprio for _ in range(s.out_dim)])
 
     def labels(self, group: str) -> list[str]:
         """Names of each entry of ``group`` ("proprio" or "privileged"), in order."""
@@ -109,24 +127,50 @@ def _term_value(slot: TermSlot, task: Task, sim: SimArrays, prev_action: Array, 
     return task.extra_observation(term.name, sim, params, xp)
 
 
+def _fused(slots: tuple[TermSlot, ...]) -> tuple[TermSlot | slice | np.ndarray, ...]:
+    """``slots`` with each run of untransformed sensor terms merged into one read of ``sensordata`` columns.
+
+    A run whose sensors are adjacent in ``sensordata`` becomes a slice (a view), any other run an index array:
+    one array operation per run instead of one per sensor.
+    """
+    plan: list[TermSlot | slice | np.ndarray] = []
+    run: list[int] = []
+
+    def close_run() -> None:
+        if run:
+            contiguous = run == list(range(run[0], run[0] + len(run)))
+            plan.append(slice(run[0], run[0] + len(run)) if contiguous else np.array(run))
+            run.clear()
+
+    for s in slots:
+        if isinstance(s.term, SensorTerm) and s.term.transform == "identity":
+            run.extend(range(s.adr, s.adr + s.sensor_dim))
+        else:
+            close_run()
+            plan.append(s)
+    close_run()
+    return tuple(plan)
+
+
+def _group_values(plan: tuple[TermSlot | slice | np.ndarray, ...], task: Task, sim: SimArrays, prev_action: Array,
+                  command: Array, params: dict[str, Array], xp: Any) -> list[Array]:
+    return [sim.sensordata[:, part] if not isinstance(part, TermSlot)
+            else _term_value(part, task, sim, prev_action, command, params, xp) for part in plan]
+
+
 def observe(layout: ObservationLayout, task: Task, sim: SimArrays, prev_action: Array, command: Array,
             params: dict[str, Array], noise: Array | None, xp: Any) -> tuple[Array, Array]:
     """Assemble ``(proprio [B, Dp], privileged [B, Dq])``; ``noise`` is standard normal ``[B, Dp]`` or None."""
-    clean = [_term_value(s, task, sim, prev_action, command, params, xp) for s in layout.proprio]
-    extra = [_term_value(s, task, sim, prev_action, command, params, xp) for s in layout.privileged_extra]
+    clean = _group_values(layout.proprio_plan, task, sim, prev_action, command, params, xp)
+    extra = _group_values(layout.privileged_plan, task, sim, prev_action, command, params, xp)
     clean_proprio = xp.concatenate(clean, axis=-1)
     privileged = xp.concatenate([clean_proprio] + extra, axis=-1) if extra else clean_proprio
     proprio = clean_proprio
     if noise is not None:
-        std = xp.asarray(noise_std_vector(layout), dtype=clean_proprio.dtype)
-        proprio = clean_proprio + noise * std
+        proprio = clean_proprio + noise * xp.asarray(layout.noise_std, dtype=clean_proprio.dtype)
     return proprio, privileged
 
 
 def noise_std_vector(layout: ObservationLayout) -> list[float]:
     """Per-entry sensor noise std of the proprio group (0 for non-sensor terms)."""
-    out: list[float] = []
-    for s in layout.proprio:
-        std = s.term.noise_std if isinstance(s.term, SensorTerm) else 0.0
-        out.extend([std] * s.out_dim)
-    return out
+    return layout.noise_std.tolist()

@@ -19,6 +19,7 @@ the field so that the chosen tile's centre (a flat spawn pad) lies under the spa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,10 @@ class Quadruped(Task):
         "dof_pos_limits": -10.0,
     }
     TRACKING_SIGMA = 0.25
+    # evaluation: tracking is measured after a settling time, over episodes commanding at least MIN_TRACKED_VX
+    metric_labels = ("imu_vel[0]", "imu_vel[1]", "imu_gyro[2]", "command[0]", "command[1]", "command[2]")
+    SETTLE_STEPS = 50  # 1 s
+    MIN_TRACKED_VX = 0.3  # m/s
     ONLY_POSITIVE_REWARDS = True
     SOFT_LIMIT = 0.9  # fraction of each joint range inside which dof_pos_limits is zero
     CONTACT_FORCE = 1.0  # N: a touch sensor above this counts as contact
@@ -323,11 +328,11 @@ class Quadruped(Task):
             ox, oy = (a.ravel() for a in np.meshgrid(offs, offs, indexing="xy"))  # [S]
             dx = xp.cos(yaw) * ox - xp.sin(yaw) * oy  # [B, S]
             dy = xp.sin(yaw) * ox + xp.cos(yaw) * oy
-            out = []
-            for foot in self._feet(sim):
-                ground = self.terrain_height(foot[:, 0:1] + dx, foot[:, 1:2] + dy, params, xp)
-                out.append(xp.clip(foot[:, 2:3] - ground, -1.0, 1.0))
-            return xp.concatenate(out, axis=-1)
+            feet = self._feet(sim)  # 4 x [B, 3]
+            x = xp.concatenate([foot[:, 0:1] + dx for foot in feet], axis=-1)  # [B, 4 * S], foot-major
+            y = xp.concatenate([foot[:, 1:2] + dy for foot in feet], axis=-1)
+            z = xp.concatenate([xp.broadcast_to(foot[:, 2:3], dx.shape) for foot in feet], axis=-1)
+            return xp.clip(z - self.terrain_height(x, y, params, xp), -1.0, 1.0)
         raise NotImplementedError(f"{type(self).__name__} declares no extra term {name!r}")
 
     def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
@@ -368,6 +373,30 @@ class Quadruped(Task):
         terms = self.reward_terms(sim, action, prev_action, command, xp)
         total = sum(self.REWARD_SCALES[k] * dt * v for k, v in terms.items())
         return xp.maximum(total, 0.0) if self.ONLY_POSITIVE_REWARDS else total
+
+    def episode_metrics(self, traces: dict[str, np.ndarray], fell: np.ndarray) -> dict[str, float]:
+        """Velocity tracking figures over the held-out episodes (traces ``[N, T]``, NaN after an episode ends).
+
+        ``tracking_error_vx``: over episodes commanding ``|vx| >= MIN_TRACKED_VX`` that did not fall, the mean of
+        ``|mean(vx) - vx_cmd| / |vx_cmd|`` with ``mean(vx)`` the episode's forward velocity after ``SETTLE_STEPS``;
+        ``vx_error_mps``, ``vy_error_mps`` and ``yaw_rate_error``: the mean per-step absolute errors after settling.
+        """
+        def settled(label: str) -> np.ndarray:
+            return traces[label][:, self.SETTLE_STEPS:]
+
+        vx, cmd_vx = settled("imu_vel[0]"), settled("command[0]")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: episodes that ended while settling
+            mean_vx, cmd = np.nanmean(vx, axis=1), np.nanmean(cmd_vx, axis=1)  # [N]
+            tracked = (np.abs(cmd) >= self.MIN_TRACKED_VX) & ~fell & np.isfinite(mean_vx)
+            rel = np.abs(mean_vx - cmd)[tracked] / np.abs(cmd)[tracked]
+            return {
+                "tracking_error_vx": float(rel.mean()) if rel.size else float("nan"),
+                "tracked_episodes": float(rel.size),
+                "vx_error_mps": float(np.nanmean(np.abs(vx - cmd_vx))),
+                "vy_error_mps": float(np.nanmean(np.abs(settled("imu_vel[1]") - settled("command[1]")))),
+                "yaw_rate_error": float(np.nanmean(np.abs(settled("imu_gyro[2]") - settled("command[2]")))),
+            }
 
     def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
         """The trunk touches the ground, tilts more than 60 degrees, or sinks below ``MIN_BASE_HEIGHT``."""
