@@ -55,7 +55,10 @@ def _backend_ratio(task: str, batch: int, control_steps: int) -> tuple[float, fl
 
 
 def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:
-    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student on ``backend``."""
+    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student and schedule on ``backend``.
+
+    The loop runs as ``distill`` runs it: the config's steps and updates per iteration, torch's default threads.
+    """
     import tempfile
     from pathlib import Path
 
@@ -63,9 +66,8 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
     from robodistill.distill.runner import DaggerRunner
     from robodistill.teacher import Teacher
 
-    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml",
-                         [f"env.backend={backend}", f"distill.num_envs={batch}", "distill.steps_per_iteration=100",
-                          "distill.updates_per_iteration=50"])
+    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"env.backend={backend}", f"distill.num_envs={batch}"])
+    steps = cfg.distill.steps_per_iteration
     probe = rd.make_env(task, 1)  # the C engine: only the sizes are needed
     teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
                        "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
@@ -81,14 +83,14 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
             runner.buffer.start_iteration()
             runner.collect(0.5)
             runner.update()
-        loop_rate = iterations * 100 * batch / (time.perf_counter() - t0)
+        loop_rate = iterations * steps * batch / (time.perf_counter() - t0)
         env = runner.env
-        actions = torch.rand(100, batch, env.action_dim) * 2 - 1
+        actions = torch.rand(steps, batch, env.action_dim) * 2 - 1
         t0 = time.perf_counter()
         for _ in range(iterations):
-            for k in range(100):
+            for k in range(steps):
                 env.step(actions[k])
-        env_rate = iterations * 100 * batch / (time.perf_counter() - t0)
+        env_rate = iterations * steps * batch / (time.perf_counter() - t0)
         env.close()
     return loop_rate, env_rate
 
@@ -140,7 +142,8 @@ def _sb3_ratio(task: str, num_envs: int, steps: int) -> tuple[float, float]:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     """Every throughput figure, each ratio repeated 3 times."""
-    torch.set_num_threads(1)
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the backend against its ceiling: physics alone on the rollout threads
     repeats = 3
     batches = [16, 64] if quick else [1, 16, 64, 256]
     rows: list[dict[str, Any]] = []
@@ -152,6 +155,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             value, base = float(np.mean([a for a, _ in pairs])), float(np.mean([b for _, b in pairs]))
             rows.append(row("backend_physics_steps_per_s", task, batch, value, base, unit="physics steps/s",
                             ratio_spread=spread(ratios)))
+    torch.set_num_threads(default_threads)  # the DAgger loop as users run it
     for task in TASKS:
         batch = 64
         pairs = [dagger_ratio(task, batch, 2 if quick else 4) for _ in range(repeats)]

@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``eval RUN [--policy student|teacher|onnx|random] [--episodes N] [--json]``."""
     from robodistill.evaluation import (
-        PairedEvaluator, RandomPolicy, StudentPolicy, TeacherPolicy, normalized_score, run_episodes,
+        PairedEvaluator, RandomPolicy, StudentPolicy, TeacherPolicy, normalized_score,
     )
     from robodistill.teacher import Teacher
 
@@ -294,8 +294,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         policy = TeacherPolicy(teacher)
     else:
         policy = RandomPolicy(teacher.spec["action_dim"], cfg.distill.eval_seed)
-    evaluator = PairedEvaluator(cfg, teacher, episodes=episodes)
-    result = run_episodes(cfg, policy, episodes, evaluator.seed)
+    with PairedEvaluator(cfg, teacher, episodes=episodes) as evaluator:
+        if isinstance(policy, StudentPolicy):
+            policy.student.to(evaluator.device)
+        result = evaluator.run(policy)
     out = {"policy": args.policy, "task": cfg.task.name, "episodes": episodes,
            "mean_return": result.mean, "std_return": float(result.returns.std()),
            "mean_length": float(result.lengths.mean()), "teacher_return": evaluator.teacher_result.mean,

@@ -139,8 +139,8 @@ def _ppo_proprio(cfg: Any, teacher: Any, out_dir: Path, metrics: Any) -> dict[st
     steps = dc.num_envs * dc.steps_per_iteration * dc.iterations
     policy, _ = train_sb3(cfg, out_dir / "ppo_proprio", metrics, group="proprio", total_timesteps=steps,
                           stage="ppo_proprio")
-    evaluator = PairedEvaluator(cfg, teacher)
-    result, score = evaluator.evaluate(TeacherPolicy(policy, group="proprio"))
+    with PairedEvaluator(cfg, teacher) as evaluator:
+        result, score = evaluator.evaluate(TeacherPolicy(policy.to(evaluator.device), group="proprio"))
     return {"score": score, "labels": 0, "distill_env_steps": steps, "student_return": result.mean}
 
 

@@ -41,14 +41,21 @@ class BatchedEnv:
         self.obs_dims = {"proprio": self.layout.proprio_dim, "privileged": self.layout.privileged_dim}
         self.dt: float = backend.dt
         self.episode_length: int = self.task.episode_length
+        self.device: torch.device = backend.torch_device  # observations, rewards and dones live here
 
     @property
     def physics_faults(self) -> int:
         """Number of environments reset because their physics diverged, since construction."""
         return self.backend.physics_faults
 
-    def reset(self) -> Obs:
-        """Start a new episode everywhere: ``{"proprio": [B, Dp], "privileged": [B, Dq]}``."""
+    def reset(self, rewind: bool = False) -> Obs:
+        """Start a new episode everywhere: ``{"proprio": [B, Dp], "privileged": [B, Dq]}``.
+
+        With ``rewind``, every environment's random streams restart, so it replays its first episode (the same
+        parameters, initial state, command and sensor noise as just after construction).
+        """
+        if rewind:
+            self.backend.rewind()
         proprio, privileged = self.backend.reset()
         return {"proprio": _to_torch(proprio), "privileged": _to_torch(privileged)}
 

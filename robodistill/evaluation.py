@@ -75,9 +75,9 @@ class RandomPolicy:
         self.gen.manual_seed(self.seed)
 
     def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Uniform actions ``[B, A]``."""
+        """Uniform actions ``[B, A]`` (drawn on the CPU, so every device sees the same ones)."""
         batch = obs["proprio"].shape[0]
-        return torch.rand(batch, self.action_dim, generator=self.gen) * 2.0 - 1.0
+        return (torch.rand(batch, self.action_dim, generator=self.gen) * 2.0 - 1.0).to(obs["proprio"].device)
 
 
 @dataclass
@@ -100,10 +100,11 @@ def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> Eva
     policy.reset(env.num_envs)
     labels = env.layout.labels("privileged")
     columns = [labels.index(label) for label in env.task.metric_labels]
-    returns = torch.zeros(env.num_envs, dtype=torch.float64)
-    lengths = torch.zeros(env.num_envs, dtype=torch.long)
-    fell = torch.zeros(env.num_envs, dtype=torch.bool)
-    running = torch.ones(env.num_envs, dtype=torch.bool)
+    n, device = env.num_envs, env.device
+    returns = torch.zeros(n, dtype=torch.float64, device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    fell = torch.zeros(n, dtype=torch.bool, device=device)
+    running = torch.ones(n, dtype=torch.bool, device=device)
     trace = []  # per step [N, len(columns)], NaN once an episode has ended
     for _ in range(env.episode_length):
         obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
@@ -116,11 +117,13 @@ def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> Eva
         running &= ~(terminated | truncated)
         if not running.any():
             break
-    traces = {label: np.stack([t[:, k].numpy() for t in trace], axis=1) for k, label in
-              enumerate(env.task.metric_labels)} if columns else {}
-    fell_np = fell.numpy()
+    traces = {}
+    if columns:
+        stacked = torch.stack(trace, dim=1).cpu().numpy()  # [N, T, len(columns)]
+        traces = {label: stacked[:, :, k] for k, label in enumerate(env.task.metric_labels)}
+    fell_np = fell.cpu().numpy()
     metrics = {"fall_rate": float(fell_np.mean()), **env.task.episode_metrics(traces, fell_np)}
-    return EvalResult(returns.numpy(), lengths.numpy(), fell_np, metrics)
+    return EvalResult(returns.cpu().numpy(), lengths.cpu().numpy(), fell_np, metrics)
 
 
 def run_episodes(cfg: "Config", policy: Policy, episodes: int, seed: int) -> EvalResult:
@@ -143,18 +146,38 @@ def normalized_score(student_return: float, teacher_return: float, random_return
 
 
 class PairedEvaluator:
-    """Evaluates students against a teacher and the random policy on one fixed held-out set."""
+    """Evaluates students against a teacher and the random policy on one fixed held-out set.
+
+    One environment serves every evaluation: it is rewound to its first episodes each time (on MJX, nothing
+    is traced again). Policies must live on ``device``, the environment's.
+    """
 
     def __init__(self, cfg: "Config", teacher: "Teacher", episodes: int | None = None,
                  seed: int | None = None) -> None:
-        self.cfg = cfg
+        from robodistill.env import env_from_config
+
         self.episodes = episodes or cfg.distill.eval_episodes
         self.seed = cfg.distill.eval_seed if seed is None else seed
-        self.teacher_result = run_episodes(cfg, TeacherPolicy(teacher), self.episodes, self.seed)
-        action_dim = teacher.spec["action_dim"]
-        self.random_result = run_episodes(cfg, RandomPolicy(action_dim, self.seed), self.episodes, self.seed)
+        self.env = env_from_config(cfg, self.episodes, seed=self.seed)
+        self.device = self.env.device
+        self.teacher_result = self.run(TeacherPolicy(teacher.to(self.device)))
+        self.random_result = self.run(RandomPolicy(teacher.spec["action_dim"], self.seed))
+
+    def run(self, policy: Policy) -> EvalResult:
+        """``policy`` on the held-out episodes."""
+        return play(self.env, policy, self.env.reset(rewind=True))
 
     def evaluate(self, policy: Policy) -> tuple[EvalResult, float]:
         """``(result, score)`` of ``policy`` on the held-out episodes."""
-        result = run_episodes(self.cfg, policy, self.episodes, self.seed)
+        result = self.run(policy)
         return result, normalized_score(result.mean, self.teacher_result.mean, self.random_result.mean)
+
+    def close(self) -> None:
+        """Release the evaluation environment."""
+        self.env.close()
+
+    def __enter__(self) -> "PairedEvaluator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -207,6 +207,7 @@ class OnnxPolicy:
 
     def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """One onnxruntime call for the batch; advances the state."""
-        action, self.state = self.session.run(OUTPUTS, {"obs": obs["proprio"].numpy().astype(np.float32),
+        proprio = obs["proprio"]
+        action, self.state = self.session.run(OUTPUTS, {"obs": proprio.cpu().numpy().astype(np.float32),
                                                         "state": self.state})
-        return torch.from_numpy((action - self.offset) / self.scale)
+        return torch.from_numpy((action - self.offset) / self.scale).to(proprio.device)

@@ -161,3 +161,35 @@ def test_compilation_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.setenv(CACHE_ENV_VAR, "")
     assert default_cache_dir() is None
+
+
+def test_rewind_replays_the_first_episodes_without_a_retrace():
+    env = make_env("pendulum", 4, backend="mjx", seed=3)
+    first = env.reset()
+    actions = _actions(4, 5, seed=1)
+    trajectory = [env.step(a)[0]["proprio"] for a in actions]
+    traces = env.backend._step._cache_size()
+    again = env.reset(rewind=True)
+    assert _close(first["proprio"], again["proprio"]) == 0.0
+    for a, expected in zip(actions, trajectory):
+        assert _close(env.step(a)[0]["proprio"], expected) == 0.0
+    assert env.backend._step._cache_size() == traces  # the same compiled step served both passes
+    assert env.device == torch.device("cpu")
+
+
+def test_dagger_runner_lives_on_the_environment_device(tiny_cfg, tiny_teacher, tmp_path):
+    import dataclasses
+
+    from robodistill.distill.runner import DaggerRunner
+
+    cfg = tiny_cfg.replace(env=dataclasses.replace(tiny_cfg.env, backend="mjx"))
+    runner = DaggerRunner(cfg, tiny_teacher, tmp_path, None)
+    runner.start()
+    runner.collect(0.5)
+    runner.update()
+    device = runner.env.device
+    assert runner.gen.device == device
+    assert all(t.device == device for t in runner.buffer.data.values())
+    assert all(p.device == device for p in runner.student.parameters())
+    assert all(p.device == device for p in tiny_teacher.parameters())
+    assert runner.obs["proprio"].device == device and len(runner.buffer) == 16 * 20

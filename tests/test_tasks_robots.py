@@ -199,3 +199,33 @@ def test_shipped_hopper_teacher_fits_the_task_and_hops():
     ret = run_episodes(cfg, TeacherPolicy(teacher), 4, seed=7).mean
     rnd = run_episodes(cfg, RandomPolicy(teacher.spec["action_dim"], 7), 4, seed=7).mean
     assert ret > rnd + 200, (ret, rnd)
+
+
+def test_quadruped_tracking_metrics_from_traces():
+    task = get_task_class("quadruped")()
+    steps = task.SETTLE_STEPS + 100
+    nan = np.full((4, steps), np.nan)
+    cmd_vx = np.array([1.0, -0.5, 0.1, 0.8])[:, None] * np.ones((4, steps))
+    vx = np.array([0.9, -0.6, 0.0, 0.0])[:, None] * np.ones((4, steps))  # 10 %, 20 %, untracked, fell
+    vx[3, task.SETTLE_STEPS + 10:] = np.nan
+    zeros = np.zeros((4, steps))
+    traces = {"imu_vel[0]": vx, "command[0]": cmd_vx, "imu_vel[1]": zeros, "command[1]": zeros,
+              "imu_gyro[2]": zeros + 0.5, "command[2]": zeros}
+    fell = np.array([False, False, False, True])
+    figures = task.episode_metrics(traces, fell)
+    assert figures["tracked_episodes"] == 2  # the slow command and the fallen episode are left out
+    assert figures["tracking_error_vx"] == pytest.approx(0.15)
+    assert figures["yaw_rate_error"] == pytest.approx(0.5)
+    assert np.isnan(task.episode_metrics({**traces, "imu_vel[0]": nan}, fell)["tracking_error_vx"])
+
+
+def test_evaluation_counts_falls_and_reports_task_figures():
+    from robodistill.evaluation import RandomPolicy, play
+
+    env = rd.make_env("quadruped", 4, seed=2)
+    result = play(env, RandomPolicy(env.action_dim, 0), env.reset())
+    env.close()
+    ended_early = result.lengths < env.episode_length
+    assert np.array_equal(result.fell, ended_early)  # every early end here is a fall (no time limit hit)
+    assert result.metrics["fall_rate"] == pytest.approx(ended_early.mean())
+    assert {"tracking_error_vx", "vx_error_mps", "yaw_rate_error"} <= set(result.metrics)

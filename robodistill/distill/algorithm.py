@@ -26,7 +26,7 @@ def beta_at(beta: BetaConfig, iteration: int) -> float:
 def mix_actions(student_action: torch.Tensor, teacher_action: torch.Tensor, beta: float,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per environment, execute the teacher's action with probability β: ``(action [B, A], teacher_used [B])``."""
-    teacher_used = torch.rand(student_action.shape[0], generator=generator) < beta  # [B]
+    teacher_used = torch.rand(student_action.shape[0], generator=generator, device=student_action.device) < beta
     return torch.where(teacher_used.unsqueeze(-1), teacher_action, student_action), teacher_used
 
 
@@ -66,4 +66,4 @@ def exploration_action(mean: torch.Tensor, std: torch.Tensor, mode: str, fixed_s
     if mode == "none":
         return torch.clamp(mean, -1.0, 1.0)
     scale = std if mode == "student" else torch.full_like(mean, fixed_std)
-    return torch.clamp(mean + scale * torch.randn(mean.shape, generator=generator), -1.0, 1.0)
+    return torch.clamp(mean + scale * torch.randn(mean.shape, generator=generator, device=mean.device), -1.0, 1.0)

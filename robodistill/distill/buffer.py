@@ -14,11 +14,12 @@ class AggregationBuffer:
     """
 
     def __init__(self, capacity: int, shapes: dict[str, tuple[int, ...]], mode: str = "fifo",
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> None:
         if mode not in ("fifo", "reservoir", "on_policy"):
             raise ValueError(f"unknown buffer mode {mode!r}")
         self.capacity, self.mode, self.generator = capacity, mode, generator
-        self.data = {k: torch.zeros((capacity,) + tuple(s)) for k, s in shapes.items()}
+        self.device = torch.device(device)
+        self.data = {k: torch.zeros((capacity,) + tuple(s), device=self.device) for k, s in shapes.items()}
         self.size = 0  # valid samples
         self.cursor = 0  # next FIFO slot
         self.seen = 0  # samples ever offered (reservoir sampling)
@@ -43,7 +44,7 @@ class AggregationBuffer:
         if n >= self.capacity:  # only the newest fit
             batch = {k: v[-self.capacity:] for k, v in batch.items()}
             n = self.capacity
-        idx = (self.cursor + torch.arange(n)) % self.capacity
+        idx = (self.cursor + torch.arange(n, device=self.device)) % self.capacity
         for k, v in batch.items():
             self.data[k][idx] = v
         self.cursor = int((self.cursor + n) % self.capacity)
@@ -52,13 +53,13 @@ class AggregationBuffer:
 
     def _reservoir_slots(self, n: int) -> torch.Tensor:
         """Algorithm R (Vitter 1985): slot per offered sample, -1 where it is not kept."""
-        slots = torch.full((n,), -1, dtype=torch.long)
+        slots = torch.full((n,), -1, dtype=torch.long, device=self.device)
         free = max(0, min(self.capacity - self.size, n))
-        slots[:free] = torch.arange(self.size, self.size + free)
+        slots[:free] = torch.arange(self.size, self.size + free, device=self.device)
         self.size += free
         if free < n:
-            seen = self.seen + torch.arange(free, n) + 1  # 1-based count of each later sample
-            draw = (torch.rand(n - free, generator=self.generator) * seen).long()
+            seen = self.seen + torch.arange(free, n, device=self.device) + 1  # 1-based count of each later sample
+            draw = (torch.rand(n - free, generator=self.generator, device=self.device) * seen).long()
             slots[free:] = torch.where(draw < self.capacity, draw, torch.full_like(draw, -1))
         self.seen += n
         return slots
@@ -67,12 +68,12 @@ class AggregationBuffer:
         """A uniform minibatch (with replacement) of the stored samples."""
         if self.size == 0:
             raise RuntimeError("sampling from an empty buffer")
-        idx = torch.randint(0, self.size, (batch_size,), generator=self.generator)
+        idx = torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)
         return {k: v[idx] for k, v in self.data.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Contents and counters (for checkpoints)."""
-        return {"data": {k: v[: self.size].clone() for k, v in self.data.items()}, "size": self.size,
+        return {"data": {k: v[: self.size].cpu() for k, v in self.data.items()}, "size": self.size,
                 "cursor": self.cursor, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -66,7 +66,7 @@ def average_gradients(module: nn.Module) -> None:
 def global_moments(x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Count, mean and (biased) variance of the rows of ``x [N, D]`` over all ranks."""
     x = x.double()
-    n = torch.tensor([float(x.shape[0])], dtype=torch.float64)
+    n = torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device)
     s, sq = x.sum(0), (x * x).sum(0)
     if active():
         for t in (n, s, sq):

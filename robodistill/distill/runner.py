@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -33,20 +32,27 @@ CHECKPOINT_FORMAT = "robodistill-distill-checkpoint-1"
 
 
 class DaggerRunner:
-    """Owns the environments, the student, the optimizer and the buffer for one distillation run."""
+    """Owns the environments, the student, the optimizer and the buffer for one distillation run.
+
+    Everything lives on the environment's device (the CPU for the C engine, MJX's GPU when it runs on one):
+    observations arrive there by DLPack, the student, the teacher, the buffer and the random generator sit
+    there, and actions leave from there, so the loop makes no host round trip.
+    """
 
     def __init__(self, cfg: "Config", teacher: "Teacher", run_dir: Path, metrics: MetricsLog | None) -> None:
         dc = cfg.distill
         self.cfg, self.teacher, self.run_dir, self.metrics = cfg, teacher, Path(run_dir), metrics
         self.rank, self.world_size = distributed.init()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (broadcast below all the same)
-        self.gen = torch.Generator().manual_seed(cfg.seed + 7919 * self.rank)
         self.env = env_from_config(cfg, dc.num_envs, seed=cfg.seed + 1 + 1000 * self.rank)
+        self.device = self.env.device
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7919 * self.rank)
         teacher.check_compatible(cfg.task.name, self.env.obs_dims["privileged"], self.env.action_dim)
+        teacher.to(self.device)
         backend = self.env.backend
         spec = student_spec(cfg, self.env.obs_dims["proprio"], self.env.action_dim, backend.action_offset,
                             backend.action_scale, cfg.task.name)
-        self.student = build_student(cfg.student.encoder, spec)
+        self.student = build_student(cfg.student.encoder, spec).to(self.device)
         distributed.broadcast_module(self.student)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate)
         # windowed students learn from single steps (their state is the window); recurrent ones from sequences
@@ -57,7 +63,7 @@ class DaggerRunner:
             {"obs": (length, self.env.obs_dims["proprio"]), "state0": self.student.state_shape,
              "starts": (length,), "teacher_mean": (length, a), "teacher_std": (length, a),
              "teacher_value": (length,)},
-            mode=dc.buffer_mode, generator=self.gen)
+            mode=dc.buffer_mode, generator=self.gen, device=self.device)
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
@@ -69,7 +75,7 @@ class DaggerRunner:
         """Reset every environment and the student's state: each environment starts an episode."""
         self.obs = self.env.reset()
         self.state = self.student.initial_state(self.env.num_envs)
-        self.starts = torch.ones(self.env.num_envs, dtype=torch.bool)
+        self.starts = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.device)
 
     def collect(self, beta: float) -> dict[str, float]:
         """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
@@ -78,7 +84,7 @@ class DaggerRunner:
         obs, state, starts = self.obs, self.state, self.starts
         rows: dict[str, list[torch.Tensor]] = {k: [] for k in self.buffer.data}
         teacher_steps = 0
-        no_value = torch.zeros(self.env.num_envs)
+        no_value = torch.zeros(self.env.num_envs, device=self.device)
         with torch.no_grad():
             for _ in range(dc.steps_per_iteration):
                 mean, std, _, next_state = self.student(obs["proprio"], state)
@@ -90,7 +96,7 @@ class DaggerRunner:
                     rows[key].append(value)
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
                 action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
-                teacher_steps += int(used.sum())
+                teacher_steps += used.sum()  # a device scalar: no sync per step
                 obs, _, terminated, truncated, _ = self.env.step(action)
                 starts = terminated | truncated
                 state = self.student.reset_state(next_state, starts)
@@ -100,7 +106,7 @@ class DaggerRunner:
         n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
         self.labels += n
-        return {"teacher_action_fraction": teacher_steps / n}
+        return {"teacher_action_fraction": float(teacher_steps) / n}
 
     def _chunk(self, rows: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Cut ``T`` steps of ``B`` environments into ``B * T / L`` sequences of length ``L``."""
@@ -118,8 +124,8 @@ class DaggerRunner:
         dc = self.cfg.distill
         self.student.train()
         batch_seqs = max(1, dc.batch_size // self.seq_len)
-        losses = []
-        for _ in range(dc.updates_per_iteration):
+        losses = torch.zeros(dc.updates_per_iteration, device=self.device)
+        for k in range(dc.updates_per_iteration):
             batch = self.buffer.sample(batch_seqs)
             mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
             loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"],
@@ -131,9 +137,9 @@ class DaggerRunner:
             distributed.average_gradients(self.student)
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), dc.max_grad_norm)
             self.optimizer.step()
-            losses.append(loss.item())
+            losses[k] = loss.detach()  # no sync per update
         self.student.eval()
-        return float(np.mean(losses))
+        return float(losses.mean())
 
     def save(self, final: bool = False) -> None:
         """Atomic checkpoint of everything needed to resume, then the student (rank 0 only)."""
@@ -216,6 +222,8 @@ class DaggerRunner:
         wall = time.time() - t0
         if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
             result, score = evaluator.evaluate(StudentPolicy(self.student))
+        if evaluator is not None:
+            evaluator.close()
         figures = {}
         if evaluator is not None:
             figures.update({f"teacher_{k}": v for k, v in evaluator.teacher_result.metrics.items()})

@@ -117,6 +117,9 @@ class MjxBackend:
         self.model, self.layout, self.action_offset, self.action_scale, self.dt = compile_task(task)
         self.action_dim = self.model.nu
         self.device = jax.devices()[0]
+        # torch's view of the same device: DLPack hands arrays over there without a copy
+        self.torch_device = (torch.device("cuda", self.device.id) if self.device.platform in ("gpu", "cuda")
+                             else torch.device("cpu"))
         try:
             self.mjx_model = mjx.put_model(self.model, device=self.device)
         except NotImplementedError as exc:
@@ -129,6 +132,7 @@ class MjxBackend:
         self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self._noise_seed = int(np.random.SeedSequence([seed, 0x5E]).generate_state(1)[0])
+        self._streams_at_start = (self.sampler.state(), self._noise_seed)
         self._noise = any(s > 0 for s in noise_std_vector(self.layout))
         # host mirrors of the current and the buffered next episode (exact float64 draws, for comparison)
         self.params = {p: np.zeros(num_envs) for p in task.params}
@@ -274,6 +278,15 @@ class MjxBackend:
             log.info("mjx %s: first reset (compile + run) took %.1f s (B=%d)", self.task.name,
                      self.compile_seconds["reset"], self.num_envs)
         return proprio, privileged
+
+    def rewind(self) -> None:
+        """Put every random stream back to its state at construction: the next reset replays the first episodes.
+
+        The compiled functions stay: a rewound environment runs its held-out episodes again without a re-trace.
+        """
+        episodes, self._noise_seed = self._streams_at_start
+        self.sampler.set_state(episodes)
+        self._next = None
 
     def action_from_torch(self, action: torch.Tensor) -> Any:
         """A torch action ``[B, A]`` as a float32 jax array on the tensor's device, by DLPack (no host copy)."""

@@ -75,6 +75,7 @@ class MujocoBackend:
     """A batch of ``num_envs`` environments of one task on MuJoCo's C engine, numpy in and out."""
 
     name = "mujoco"
+    torch_device = torch.device("cpu")  # where observations land in torch and actions come from
 
     def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 2) -> None:
         self.task, self.num_envs = task, num_envs
@@ -90,6 +91,7 @@ class MujocoBackend:
         self._chunk = max(1, num_envs // (2 * nthread))  # few large work items: less scheduling per call
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
+        self._streams_at_start = (self.sampler.state(), self.noise_rng.bit_generator.state)
         self.sensor_noise = any(s > 0 for s in noise_std_vector(self.layout))  # False: noise-free proprio
 
         nstate = mujoco.mj_stateSize(self.model, _FULL)
@@ -146,6 +148,12 @@ class MujocoBackend:
         """Start a new episode in every environment; returns ``(proprio, privileged)``."""
         self._reset_envs(np.arange(self.num_envs))
         return self._observe()
+
+    def rewind(self) -> None:
+        """Put every random stream back to its state at construction: the next reset replays the first episodes."""
+        episodes, noise = self._streams_at_start
+        self.sampler.set_state(episodes)
+        self.noise_rng.bit_generator.state = noise
 
     def action_from_torch(self, action: Any) -> np.ndarray:
         """Convert a torch action ``[B, A]`` to this backend's array type."""

@@ -76,8 +76,9 @@ def robustness_map(run: Path, cfg: "Config", params: tuple[str, str], grid: int,
     cells = [(i, j) for i in range(len(xs)) for j in range(len(ys))]
     for i, j in tqdm(cells, desc="robustness", unit="cell", leave=False, disable=None):
         cell_cfg = pin_params(cfg, {params[0]: float(xs[i]), params[1]: float(ys[j])})
-        evaluator = PairedEvaluator(cell_cfg, teacher, episodes=episodes, seed=seed)
-        result, score = evaluator.evaluate(student)
+        with PairedEvaluator(cell_cfg, teacher, episodes=episodes, seed=seed) as evaluator:
+            student.student.to(evaluator.device)
+            result, score = evaluator.evaluate(student)
         out["teacher"][i, j] = evaluator.teacher_result.mean
         out["random"][i, j] = evaluator.random_result.mean
         out["student"][i, j] = result.mean
