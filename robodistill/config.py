@@ -32,6 +32,8 @@ class TaskConfig:
     name: str = "pendulum"
     mjcf: Optional[str] = None
     entry_point: Optional[str] = None
+    # reward term name -> scale, over the task's declared defaults (names are checked against the task's terms)
+    reward_scales: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
 
     task_cls = get_task_class(cfg.task)
     task_cls.validate_randomization(cfg.env.randomization)
+    task_cls.validate_reward_scales(cfg.task.reward_scales)
     if cfg.student.encoder in ("gru", "lstm") and cfg.distill.steps_per_iteration % cfg.student.bptt_length:
         raise ConfigError(f"distill.steps_per_iteration ({cfg.distill.steps_per_iteration}) must be a multiple of "
                           f"student.bptt_length ({cfg.student.bptt_length}) for a recurrent student")

@@ -29,6 +29,7 @@ def _one_line_error(proc, fragment):
     ("distill: {iteratons: 3}\n", "did you mean 'iterations'"),
     ("distill: {iterations: three}\n", "expected an integer"),
     ("distill: {num_envs: -4}\n", "must be >= 1"),
+    ("task: {name: quadruped, reward_scales: {terminaton: -200}}\n", "did you mean 'termination'"),
 ])
 def test_bad_config_exits_2_without_run_dir(tmp_path, content, fragment):
     cfg = tmp_path / "bad.yaml"

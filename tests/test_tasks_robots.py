@@ -229,3 +229,30 @@ def test_evaluation_counts_falls_and_reports_task_figures():
     assert np.array_equal(result.fell, ended_early)  # every early end here is a fall (no time limit hit)
     assert result.metrics["fall_rate"] == pytest.approx(ended_early.mean())
     assert {"tracking_error_vx", "vx_error_mps", "yaw_rate_error"} <= set(result.metrics)
+
+
+def test_reward_scales_from_the_config_reach_the_reward():
+    from robodistill.env import env_from_config
+
+    base = rd.load_config(rd.__path__[0] + "/../configs/quadruped.yaml")
+    cfg = rd.load_config(rd.__path__[0] + "/../configs/quadruped.yaml",
+                         ["task.reward_scales.termination=-200", "task.reward_scales.tracking_lin_vel=3.0"])
+    rewards = []
+    for c in (base, cfg):
+        env = env_from_config(c, 4, seed=1)
+        env.reset()
+        task, backend = env.task, env.backend
+        sim = backend.sim_arrays()
+        action = np.zeros((4, env.action_dim))
+        rewards.append(task.reward(sim, action, action, backend.command, np))
+        fallen = sim._replace(qpos=sim.qpos.copy())
+        fallen.qpos[:, 2] = 0.0  # trunk on the ground: terminated
+        assert task.terminated(fallen, backend.command, np).all()
+        penalty = task.reward(fallen, action, action, backend.command, np)
+        if c is cfg:
+            assert task.reward_scales["tracking_lin_vel"] == 3.0
+            assert np.all(penalty < -200 * task._dt + 0.2)  # the fall penalty lands after the clip at zero
+        else:
+            assert np.all(penalty >= 0.0)
+        env.close()
+    assert np.all(rewards[1] >= rewards[0]) and rewards[1].sum() > rewards[0].sum()  # tracking weighs 3x

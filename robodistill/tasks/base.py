@@ -133,10 +133,14 @@ class Task:
     model_fields: ClassVar[tuple[str, ...]] = ()
     command_dim: ClassVar[int] = 0
     metric_labels: ClassVar[tuple[str, ...]] = ()  # privileged entries that ``episode_metrics`` reads
+    REWARD_SCALES: ClassVar[dict[str, float]] = {}  # named reward terms' default scales (config: task.reward_scales)
 
     def __init__(self, randomization: dict[str, Sequence[float]] | None = None, randomize: bool = True,
-                 mjcf: str | Path | None = None, episode_length: int | None = None) -> None:
+                 mjcf: str | Path | None = None, episode_length: int | None = None,
+                 reward_scales: dict[str, float] | None = None) -> None:
         self.validate_randomization(randomization or {})
+        self.validate_reward_scales(reward_scales or {})
+        self.reward_scales: dict[str, float] = {**self.REWARD_SCALES, **(reward_scales or {})}
         self.ranges: dict[str, tuple[float, float]] = {}
         for pname, spec in self.params.items():
             lo, hi = (randomization or {}).get(pname, (spec.low, spec.high))
@@ -161,6 +165,16 @@ class Task:
                                   f"{cls.name!r}{extra}")
             if len(rng) != 2 or rng[0] > rng[1]:
                 raise ConfigError(f"env.randomization.{pname}: expected [low, high] with low <= high, got {rng}")
+
+    @classmethod
+    def validate_reward_scales(cls, reward_scales: dict[str, float]) -> None:
+        """Reject reward terms the task does not declare in ``REWARD_SCALES`` (with a suggestion)."""
+        for term in reward_scales:
+            if term not in cls.REWARD_SCALES:
+                hint = difflib.get_close_matches(term, list(cls.REWARD_SCALES), n=1, cutoff=0.5)
+                extra = (f" (did you mean {hint[0]!r}?)" if hint else
+                         f" (valid: {', '.join(cls.REWARD_SCALES) or 'none, it declares no named terms'})")
+                raise ConfigError(f"unknown reward term task.reward_scales.{term} for task {cls.name!r}{extra}")
 
     def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(offset [A], scale [A])`` mapping an action in [-1, 1] to actuator controls (default: ctrlrange)."""

@@ -152,7 +152,7 @@ class Quadruped(Task):
     STAND_STILL_PROB = 0.1
     ACTION_SCALE = {"hip": 0.3, "thigh": 0.5, "calf": 0.5}  # rad per unit action, around the home pose
 
-    # legged_gym-style reward scales (each term is multiplied by dt)
+    # legged_gym-style reward scales (each term is multiplied by dt); override them with task.reward_scales
     REWARD_SCALES = {
         "tracking_lin_vel": 1.0,
         "tracking_ang_vel": 0.5,
@@ -164,6 +164,7 @@ class Quadruped(Task):
         "feet_air": 0.5,  # stateless surrogate of legged_gym's feet_air_time, see ``reward_terms``
         "collision": -1.0,
         "dof_pos_limits": -10.0,
+        "termination": 0.0,  # on a fall; added after the clip at zero, as in legged_gym
     }
     TRACKING_SIGMA = 0.25
     # evaluation: tracking is measured after a settling time, over episodes commanding at least MIN_TRACKED_VX
@@ -368,11 +369,15 @@ class Quadruped(Task):
         }
 
     def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
-        """Sum of ``REWARD_SCALES[k] * term_k * dt``, clipped at zero when ``ONLY_POSITIVE_REWARDS``."""
-        dt = self._dt
+        """Sum of ``scale_k * term_k * dt``, clipped at zero when ``ONLY_POSITIVE_REWARDS``, then the fall penalty."""
+        dt, scales = self._dt, self.reward_scales
         terms = self.reward_terms(sim, action, prev_action, command, xp)
-        total = sum(self.REWARD_SCALES[k] * dt * v for k, v in terms.items())
-        return xp.maximum(total, 0.0) if self.ONLY_POSITIVE_REWARDS else total
+        total = sum(scales[k] * dt * v for k, v in terms.items())
+        if self.ONLY_POSITIVE_REWARDS:
+            total = xp.maximum(total, 0.0)
+        if scales["termination"]:
+            total = total + scales["termination"] * dt * self.terminated(sim, command, xp)
+        return total
 
     def episode_metrics(self, traces: dict[str, np.ndarray], fell: np.ndarray) -> dict[str, float]:
         """Velocity tracking figures over the held-out episodes (traces ``[N, T]``, NaN after an episode ends).
