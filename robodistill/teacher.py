@@ -227,10 +227,13 @@ class _ProgressCallback(BaseCallback):
         self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
         self.stage, self.publish = stage, publish
         self.bar: tqdm | None = None
-        self._last_log, self._last_ckpt, self._t0 = 0, 0, time.time()
+        self._last_log, self._last_ckpt, self._t0, self._n0 = 0, 0, time.time(), 0
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, desc=self.stage, unit="step", dynamic_ncols=True, leave=False, disable=None)
+        self._t0, self._n0 = time.time(), self.num_timesteps  # a resumed run starts counting where it stopped
+        self._last_log = self._last_ckpt = self.num_timesteps
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc=self.stage, unit="step",
+                        dynamic_ncols=True, leave=False, disable=None)
 
     def _mean_return(self) -> float:
         buf = self.model.ep_info_buffer
@@ -245,7 +248,8 @@ class _ProgressCallback(BaseCallback):
             ret = self._mean_return()
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
-            self.metrics.write(self.stage, n, episode_return=ret, steps_per_second=n / (time.time() - self._t0))
+            self.metrics.write(self.stage, n, episode_return=ret,
+                               steps_per_second=(n - self._n0) / (time.time() - self._t0))
         if n - self._last_ckpt >= self.every:
             self._last_ckpt = n
             self.save_checkpoint()
@@ -294,7 +298,7 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
 
     callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage,
                                  publish if policy_file is not None else None)
-    t0 = time.time()
+    t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
         model.learn(total_timesteps=remaining, callback=callback, tb_log_name=stage,
@@ -304,7 +308,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)
     env.close()
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
-            "steps_per_second": model.num_timesteps / max(wall, 1e-9), "train_return": callback._mean_return()}
+            "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
+            "train_return": callback._mean_return()}
     return policy, info
 
 
