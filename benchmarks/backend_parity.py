@@ -6,10 +6,10 @@ over the same held-out episodes agrees within 5% on both backends. Each row give
 the C engine's (baseline), their relative difference, the per-episode standard deviation on each backend, and the
 standard deviation of the per-episode differences (the episodes are paired).
 
-Teachers are trained elsewhere (too slow for CI on a CPU): give them by ``PARITY_TEACHER_HOPPER`` /
-``PARITY_TEACHER_QUADRUPED`` (a teacher file or a run directory) for ``python -m benchmarks backend_parity``,
-or run ``python -m benchmarks.backend_parity --task hopper --teacher RUN_OR_FILE``. A task without a teacher is
-skipped with a log line.
+The teachers are the shipped ones in ``assets/teachers/<task>`` unless ``PARITY_TEACHER_HOPPER`` /
+``PARITY_TEACHER_QUADRUPED`` name another (a teacher file or a run directory); or run
+``python -m benchmarks.backend_parity --task hopper --teacher RUN_OR_FILE``. A task without a teacher is skipped
+with a log line.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ TOLERANCE = 0.05
 
 
 def teacher_path_for(task: str) -> Path | None:
-    """The teacher named by ``PARITY_TEACHER_<TASK>``, if any."""
+    """The teacher named by ``PARITY_TEACHER_<TASK>``, else the shipped one, if any."""
     value = os.environ.get(f"PARITY_TEACHER_{task.upper()}", "").strip()
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    shipped = ROOT / "assets" / "teachers" / task
+    return shipped if shipped.is_dir() else None
 
 
 def parity(task: str, teacher_path: Path, episodes: int, config: Path | None = None) -> dict[str, Any]:
