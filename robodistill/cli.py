@@ -120,6 +120,16 @@ def _load_run_config(run: Path, overrides: list[str]) -> Any:
     return load_config(require_run_dir(run) / "config.yaml", overrides)
 
 
+def _record_resume_overrides(run: Path, cfg: Any, overrides: list[str]) -> None:
+    """Keep the config the run started with as ``config.<time>.yaml``; ``config.yaml`` becomes ``cfg``."""
+    from robodistill.config import save_config
+
+    earlier = run / f"config.{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    shutil.copy2(run / "config.yaml", earlier)
+    save_config(cfg, run / "config.yaml")
+    log.info("resuming with %s (the earlier config is kept as %s)", " ".join(overrides), earlier.name)
+
+
 def _run_student_path(run: Path) -> Path:
     path = run / "student" / "student.pt"
     if not path.is_file():
@@ -143,6 +153,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             raise UsageError("--resume RUN takes the config from RUN; do not give CONFIG")
         run = args.resume
         cfg = _load_run_config(run, args.overrides)
+        if args.overrides:  # e.g. a longer budget or a new reward scale: the run records what it goes on with
+            _record_resume_overrides(run, cfg, args.overrides)
         metrics = MetricsLog(run)
     elif args.config is None:
         raise UsageError("train-teacher needs CONFIG (or --resume RUN)")

@@ -142,6 +142,9 @@ def test_teacher_training_resumes_from_its_sb3_checkpoint(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((run / "summary.json").read_text())["teacher_env_steps"] >= 4096
+    assert "total_timesteps: 4096" in (run / "config.yaml").read_text()  # the run records what it went on with
+    (earlier,) = run.glob("config.*.yaml")
+    assert "total_timesteps: 2048" in earlier.read_text()
     (run / "teacher" / "sb3_model.zip").write_bytes(b"cut short")
     bad = subprocess.run(_cmd("train-teacher", "--resume", run), capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "corrupted SB3 checkpoint" in bad.stderr
