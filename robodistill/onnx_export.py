@@ -126,6 +126,7 @@ def record_rollout(cfg: "Config", student: "Student", steps: int, num_envs: int,
     from robodistill.env import env_from_config
 
     env = env_from_config(cfg, num_envs, seed=seed)
+    student = student.to(env.device)
     obs_rows, state_rows = [], []
     try:
         obs = env.reset()
@@ -138,7 +139,8 @@ def record_rollout(cfg: "Config", student: "Student", steps: int, num_envs: int,
             state = student.reset_state(state, terminated | truncated)
     finally:
         env.close()
-    return torch.cat(obs_rows).numpy(), torch.cat(state_rows).numpy()
+        student.cpu()
+    return torch.cat(obs_rows).cpu().numpy(), torch.cat(state_rows).cpu().numpy()
 
 
 def onnx_parity(student: "Student", session: Any, obs: np.ndarray, state: np.ndarray) -> float:

@@ -45,7 +45,7 @@ class SB3VecEnv(VecEnv):
 
     def reset(self) -> np.ndarray:
         """Reset every environment; returns ``[B, D]``."""
-        return self.env.reset()[self.group].numpy()
+        return self.env.reset()[self.group].cpu().numpy()
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store the actions of the next step."""
@@ -53,16 +53,18 @@ class SB3VecEnv(VecEnv):
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Step every environment; finished ones restart, with ``terminal_observation`` in their info."""
+        # SB3 keeps its rollouts in numpy: on a GPU backend, each step crosses to the host and back here
         action = torch.as_tensor(np.asarray(self._actions, dtype=np.float32).reshape(self.num_envs, -1))
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, reward, terminated, truncated, info = self.env.step(action.to(self.env.device))
+        terminated, truncated = terminated.cpu(), truncated.cpu()
         dones = (terminated | truncated).numpy()
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if info["final_obs"] is not None:
-            final = info["final_obs"][self.group].numpy()
+            final = info["final_obs"][self.group].cpu().numpy()
             for j, i in enumerate(info["final_env_ids"].tolist()):
                 infos[i]["terminal_observation"] = final[j]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i]) and not bool(terminated[i])
-        return obs[self.group].numpy(), reward.numpy(), dones, infos
+        return obs[self.group].cpu().numpy(), reward.cpu().numpy(), dones, infos
 
     def close(self) -> None:
         """Close the underlying environment."""
