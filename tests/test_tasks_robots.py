@@ -256,3 +256,19 @@ def test_reward_scales_from_the_config_reach_the_reward():
             assert np.all(penalty >= 0.0)
         env.close()
     assert np.all(rewards[1] >= rewards[0]) and rewards[1].sum() > rewards[0].sum()  # tracking weighs 3x
+
+
+def test_shipped_quadruped_teacher_fits_the_task_and_walks():
+    """The teacher in assets/teachers/quadruped tracks its command far better than random actions."""
+    from pathlib import Path
+
+    from robodistill.evaluation import PairedEvaluator
+    from robodistill.teacher import Teacher
+
+    root = Path(__file__).resolve().parents[1]
+    teacher = Teacher.load(root / "assets" / "teachers" / "quadruped")
+    cfg = rd.load_config(root / "configs" / "quadruped.yaml", overrides=["env.episode_length=150"])
+    with PairedEvaluator(cfg, teacher, episodes=8, seed=7) as evaluator:
+        walked, rnd = evaluator.teacher_result, evaluator.random_result
+    assert walked.mean > 3 * rnd.mean, (walked.mean, rnd.mean)
+    assert walked.metrics["vx_error_mps"] < 0.6 * rnd.metrics["vx_error_mps"], (walked.metrics, rnd.metrics)
