@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import refresh_markdown, save
 
-BENCHMARKS = ["pipeline", "latency", "throughput", "soak", "mjx"]
+BENCHMARKS = ["pipeline", "latency", "throughput", "soak", "mjx", "backend_parity"]
 
 
 def main() -> int:
@@ -19,9 +19,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller budgets")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:  # before anything runs: a typo must not cost a long benchmark
+        parser.error(f"unknown benchmark {unknown[0]!r}")
     for name in args.names:
-        if name not in BENCHMARKS:
-            parser.error(f"unknown benchmark {name!r}")
         rows = importlib.import_module(f"benchmarks.{name}").run(args.quick)
         path = save(name, rows, args.quick)
         for r in rows:
