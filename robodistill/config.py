@@ -124,6 +124,9 @@ class DistillConfig:
     eval_seed: int = field(default=1_000_003, metadata=_range(0))
     eval_every: int = field(default=1, metadata=_range(1))
     target_score: Optional[float] = None
+    # label with the executed (clipped to [-1, 1]) teacher action: PPO means can saturate far outside the range,
+    # and regressing those raw values spends the loss where every value acts alike
+    clip_labels: bool = True
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
                                    gamma=tc.gamma)
         model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"))
     def publish(model: Any, norm: Any) -> None:
-        teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
+        with torch.random.fork_rng():  # building the module draws initial weights: keep SB3's stream untouched
+            teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
 
     callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage,
                                  publish if policy_file is not None else None)

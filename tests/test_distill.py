@@ -158,3 +158,19 @@ def test_early_stopping_at_the_target_score(tiny_cfg, tiny_teacher, tmp_path):
     info = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
     assert info["distill_iterations"] == 1
     assert [r["step"] for r in read_metrics(tmp_path, "distill")] == [1]
+
+
+def test_labels_are_the_executed_teacher_actions(tiny_cfg, tiny_teacher, tmp_path):
+    with torch.no_grad():  # push the teacher's means far outside [-1, 1]
+        tiny_teacher.mean_head.bias.add_(5.0)
+    try:
+        clipped = _runner(tiny_cfg, tiny_teacher, tmp_path / "a")
+        clipped.collect(1.0)
+        raw = _runner(tiny_cfg, tiny_teacher, tmp_path / "b", clip_labels=False)
+        raw.collect(1.0)
+    finally:
+        with torch.no_grad():
+            tiny_teacher.mean_head.bias.sub_(5.0)
+    n = len(clipped.buffer)
+    assert clipped.buffer.data["teacher_mean"][:n].abs().max() <= 1.0
+    assert raw.buffer.data["teacher_mean"][:n].max() > 2.0

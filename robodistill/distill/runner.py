@@ -89,16 +89,15 @@ class DaggerRunner:
             for _ in range(dc.steps_per_iteration):
                 mean, std, _, next_state = self.student(obs["proprio"], state)
                 teacher_mean, teacher_std = self.teacher(obs["privileged"])
-                # the label is the action the teacher executes: PPO means often sit far outside [-1, 1], where
-                # every value acts alike, and regressing the raw value would spend the loss on that difference
-                teacher_mean = torch.clamp(teacher_mean, -1.0, 1.0)
+                if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
+                    teacher_mean = torch.clamp(teacher_mean, -1.0, 1.0)
                 teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
                 for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts.float()),
                                    ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
                                    ("teacher_value", teacher_value)):
                     rows[key].append(value)
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
-                action, used = mix_actions(student_action, teacher_mean, beta, self.gen)
+                action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
                 teacher_steps += used.sum()  # a device scalar: no sync per step
                 obs, _, terminated, truncated, _ = self.env.step(action)
                 starts = terminated | truncated
