@@ -105,7 +105,7 @@ def test_unstable_parameters_are_counted_and_never_reach_the_buffer(tiny_teacher
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 def test_torchrun_two_processes_stay_in_sync_and_score_like_one(trained_teacher_file, tmp_path):
-    sets = _sets(SMALL + ["distill.iterations=6", "distill.num_envs=16"])
+    sets = _sets(SMALL + ["distill.iterations=12", "distill.num_envs=16"])
     ddp = tmp_path / "ddp"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                            "-m", "robodistill", "distill", str(PENDULUM), "--teacher", str(trained_teacher_file),
@@ -113,16 +113,18 @@ def test_torchrun_two_processes_stay_in_sync_and_score_like_one(trained_teacher_
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()
                if '"stage": "distill"' in line]
-    assert [r["step"] for r in records] == list(range(1, 7))
+    assert [r["step"] for r in records] == list(range(1, 13))
     assert all(r["weights_in_sync"] and r["world_size"] == 2 for r in records)
     ddp_score = json.loads((ddp / "summary.json").read_text())["score"]
 
     singles = []
     for seed in (0, 1):
         run = tmp_path / f"single{seed}"
-        # one process with twice the environments sees the same number of samples per iteration
+        # one process with twice the environments and twice the batch sees the same samples per iteration and
+        # per update as the two ranks together (their gradients are averaged over both ranks' batches)
         p = subprocess.run(_cmd("distill", PENDULUM, "--teacher", trained_teacher_file, "--run-dir", run,
-                                *_sets(SMALL + ["distill.iterations=6", "distill.num_envs=32", f"seed={seed}"])),
+                                *_sets(SMALL + ["distill.iterations=12", "distill.num_envs=32",
+                                                "distill.batch_size=512", f"seed={seed}"])),
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-2000:]
         singles.append(json.loads((run / "summary.json").read_text())["score"])
