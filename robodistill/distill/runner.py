@@ -89,15 +89,16 @@ class DaggerRunner:
             for _ in range(dc.steps_per_iteration):
                 mean, std, _, next_state = self.student(obs["proprio"], state)
                 teacher_mean, teacher_std = self.teacher(obs["privileged"])
+                executed = torch.clamp(teacher_mean, -1.0, 1.0)
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
-                    teacher_mean = torch.clamp(teacher_mean, -1.0, 1.0)
+                    teacher_mean = executed
                 teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
                 for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts.float()),
                                    ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
                                    ("teacher_value", teacher_value)):
                     rows[key].append(value)
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
-                action, used = mix_actions(student_action, torch.clamp(teacher_mean, -1.0, 1.0), beta, self.gen)
+                action, used = mix_actions(student_action, executed, beta, self.gen)
                 teacher_steps += used.sum()  # a device scalar: no sync per step
                 obs, _, terminated, truncated, _ = self.env.step(action)
                 starts = terminated | truncated
@@ -224,10 +225,9 @@ class DaggerRunner:
         wall = time.time() - t0
         if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
             result, score = evaluator.evaluate(StudentPolicy(self.student))
-        if evaluator is not None:
-            evaluator.close()
         figures = {}
         if evaluator is not None:
+            evaluator.close()
             figures.update({f"teacher_{k}": v for k, v in evaluator.teacher_result.metrics.items()})
             figures.update({f"student_{k}": v for k, v in (result.metrics if result is not None else {}).items()})
         return {**figures, "teacher_return": evaluator.teacher_result.mean if evaluator else float("nan"),
