@@ -272,3 +272,25 @@ def test_shipped_quadruped_teacher_fits_the_task_and_walks():
         walked, rnd = evaluator.teacher_result, evaluator.random_result
     assert walked.mean > 3 * rnd.mean, (walked.mean, rnd.mean)
     assert walked.metrics["vx_error_mps"] < 0.6 * rnd.metrics["vx_error_mps"], (walked.metrics, rnd.metrics)
+
+
+def test_feet_trot_pays_only_for_a_diagonal_pair_in_the_air():
+    """``feet_trot`` is 1 with exactly FL+RR or FR+RL off the ground under a moving command, else 0."""
+    from robodistill.tasks.quadruped import LEGS
+
+    env = rd.make_env("quadruped", 6, seed=0, randomize=False)
+    env.reset()
+    task, backend = env.task, env.backend
+    sim = backend.sim_arrays()
+    sim = sim._replace(sensordata=sim.sensordata.copy())
+    in_air = [(), ("FL", "RR"), ("FR", "RL"), ("FL", "RL"), ("FL", "FR"), ("FL", "FR", "RR")]  # one row each
+    for row, legs in enumerate(in_air):
+        for leg in LEGS:
+            sim.sensordata[row, task._s[f"{leg}_foot_touch"]] = 0.0 if leg in legs else 30.0
+    command = np.tile([0.5, 0.0, 0.0], (6, 1))
+    action = np.zeros((6, env.action_dim))
+    trot = task.reward_terms(sim, action, action, command, np)["feet_trot"]
+    np.testing.assert_array_equal(trot, [0, 1, 1, 0, 0, 0])
+    standing = task.reward_terms(sim, action, action, 0 * command, np)["feet_trot"]
+    np.testing.assert_array_equal(standing, np.zeros(6))  # no reward for stepping when told to stand
+    env.close()

@@ -161,7 +161,8 @@ class Quadruped(Task):
         "orientation": -1.0,
         "torques": -2e-4,
         "action_rate": -0.01,
-        "feet_air": 0.5,  # stateless surrogate of legged_gym's feet_air_time, see ``reward_terms``
+        "feet_air": 0.0,  # stateless surrogate of legged_gym's feet_air_time, see ``reward_terms``
+        "feet_trot": 0.5,  # one diagonal pair in the air, the other on the ground, see ``reward_terms``
         "collision": -1.0,
         "dof_pos_limits": -10.0,
         "termination": 0.0,  # on a fall; added after the clip at zero, as in legged_gym
@@ -340,9 +341,12 @@ class Quadruped(Task):
                      xp: Any) -> dict[str, Array]:
         """Each reward term ``[B]``, unscaled (legged_gym's definitions).
 
-        ``feet_air`` replaces legged_gym's feet_air_time, which needs each foot's time in the air carried
-        across steps (state the pure per-step API does not keep): it rewards having up to two feet off the
-        ground while a non-zero velocity is commanded, which encourages stepping (a trot) over shuffling.
+        legged_gym's feet_air_time needs each foot's time in the air carried across steps, state the pure
+        per-step API does not keep. Two stateless terms stand in for it while a non-zero velocity is commanded:
+        ``feet_trot`` pays for the trot's swing phase (exactly one diagonal pair of feet off the ground) and
+        ``feet_air`` for up to two feet off the ground in any pattern. Measured at 2M teacher steps (64 held-out
+        episodes, all terrain): ``feet_air`` alone trains a hopping gait with three feet up 35 % of the time and
+        19 % falls; ``feet_trot`` a trot (a diagonal pair up 64 % of the time) with 12.5 % falls.
         """
         vel = sim.sensordata[:, self._s["imu_vel"]]  # body-frame linear velocity [B, 3]
         gyro = sim.sensordata[:, self._s["imu_gyro"]]  # body-frame angular velocity [B, 3]
@@ -353,6 +357,8 @@ class Quadruped(Task):
         moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
         thigh = xp.concatenate([sim.sensordata[:, self._s[f"{leg}_thigh_touch"]] for leg in LEGS], axis=-1)
         lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
+        fl, fr, rl, rr = (contacts[:, i] for i in range(4))
+        trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
         return {
             "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),
             "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
@@ -362,6 +368,7 @@ class Quadruped(Task):
             "torques": xp.sum(torque**2, axis=-1),
             "action_rate": xp.sum((action - prev_action) ** 2, axis=-1),
             "feet_air": xp.minimum(xp.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
+            "feet_trot": trot * moving * 1.0,
             "collision": xp.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
             + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
