@@ -165,7 +165,7 @@ def test_pure_functions_run_under_jax_jit(task: str) -> None:
         proprio, privileged = observe(be.layout, tk, sim, prev, cmd, params, None, xp)
         return (proprio, privileged, tk.reward(sim, act, prev, cmd, xp), tk.terminated(sim, cmd, xp) * 1.0,
                 tk.apply_params(nominal, params, xp), tk.applied_action(act, prev, params, xp),
-                tk.velocity_kick(steps, sim.qvel, params, xp))
+                tk.velocity_kick(steps, sim.qvel, params, xp), tk.out_of_bounds(sim, params, xp))
 
     args = (sim, act, be.prev_action, be.command, be.params, be.nominal, be.steps)
     ref = everything(*args, np)
@@ -293,4 +293,23 @@ def test_feet_trot_pays_only_for_a_diagonal_pair_in_the_air():
     np.testing.assert_array_equal(trot, [0, 1, 1, 0, 0, 0])
     standing = task.reward_terms(sim, action, action, 0 * command, np)["feet_trot"]
     np.testing.assert_array_equal(standing, np.zeros(6))  # no reward for stepping when told to stand
+    env.close()
+
+
+def test_quadruped_walking_off_the_field_truncates_the_episode():
+    """Nearing the height field's edge ends the episode as a truncation (not a fall) on both backends' path."""
+    env = rd.make_env("quadruped", 2, seed=0, randomize=False)
+    env.reset()
+    task, backend = env.task, env.backend
+    sim = backend.sim_arrays()
+    assert not task.out_of_bounds(sim, backend.params, np).any()  # spawned at a tile centre
+    qpos = backend.state[:, backend._qpos_slice]
+    half = task._hf_half[0]
+    qpos[1, 0] -= 2 * half  # env 1: a field's width away, off the field whichever tile it spawned on
+    backend.state[:, backend._qpos_slice] = qpos
+    np.testing.assert_array_equal(task.out_of_bounds(backend.sim_arrays(), backend.params, np), [False, True])
+    _, _, terminated, truncated, info = env.step(torch.zeros(2, 12))
+    assert truncated.tolist() == [False, True] and not terminated.any()
+    assert info["final_env_ids"].tolist() == [1]  # env 1 was reset onto its spawn pad
+    assert not task.out_of_bounds(backend.sim_arrays(), backend.params, np).any()
     env.close()

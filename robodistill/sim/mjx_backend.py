@@ -209,7 +209,11 @@ class MjxBackend:
             terminated = jnp.asarray(task.terminated(sim, state.command, jnp), dtype=bool) | fault
             reward = jnp.where(fault, 0.0, reward).astype(jnp.float32)
             steps = state.steps + 1
-            truncated = (steps >= episode_length) & ~terminated
+            truncated = steps >= episode_length
+            left = task.out_of_bounds(sim, state.params, jnp)
+            if left is not None:
+                truncated = truncated | jnp.asarray(left, dtype=bool)
+            truncated = truncated & ~terminated
             done = terminated | truncated
             state = state._replace(data=data, prev_action=action, steps=steps)
             key, k_obs, k_reset = jax.random.split(state.key, 3)

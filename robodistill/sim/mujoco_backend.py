@@ -180,7 +180,11 @@ class MujocoBackend:
         terminated = np.asarray(self.task.terminated(sim, self.command, np), dtype=bool) | fault
         reward = np.where(fault, 0.0, reward)
         self.steps += 1
-        truncated = (self.steps >= self.task.episode_length) & ~terminated
+        truncated = self.steps >= self.task.episode_length
+        left = self.task.out_of_bounds(sim, self.params, np)
+        if left is not None:
+            truncated = truncated | np.asarray(left, dtype=bool)
+        truncated &= ~terminated
         self.prev_action[:] = action
         proprio, privileged = self._observe()
         if fault.any():  # only a diverged simulation yields non-finite observations

@@ -221,6 +221,14 @@ class Task:
         """Early termination ``[B]`` (bool); the default never terminates."""
         return xp.zeros(sim.qpos.shape[0], dtype=bool)
 
+    def out_of_bounds(self, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array | None:
+        """Environments ``[B]`` (bool) that left the arena: the episode ends as a truncation, not a failure.
+
+        Like the time limit, leaving the arena (e.g. walking off the terrain) says nothing about the policy,
+        so learners bootstrap through it and evaluation does not count it as a fall. Default: None (no bounds).
+        """
+        return None
+
     def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
         """Value ``[B, dim]`` of the privileged :class:`ExtraTerm` called ``name``."""
         raise NotImplementedError(f"{type(self).__name__} declares no extra term {name!r}")

@@ -14,7 +14,9 @@ static height field with ``xp`` ops, so it also runs under ``jax.jit``).
 Terrain: the height field holds a fixed bank of tiles (:func:`terrain_bank`), flat and rough; per episode the
 ``terrain`` parameter picks the roughness column and ``terrain_variant`` the row, and :meth:`apply_params` moves
 the field so that the chosen tile's centre (a flat spawn pad) lies under the spawn point. ``terrain: [0, 0]`` in
-``env.randomization`` restricts training to flat ground.
+``env.randomization`` restricts training to flat ground. The field is 20 m square; beyond it a plane lies
+7 cm below, a drop that is no part of the terrain, so an episode whose trunk nears the edge ends as a truncation
+(:meth:`Quadruped.out_of_bounds`), like the time limit.
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ class Quadruped(Task):
     MIN_BASE_HEIGHT = 0.12  # m, world z of the trunk centre
     MAX_TILT_COS = 0.5  # terminate when the trunk's z axis is > 60 degrees from vertical
     SPAWN_JITTER = 0.1  # m, within the flat spawn pad
+    EDGE_MARGIN = 0.5  # m: the episode ends (truncated) when the trunk comes this close to the field's edge
     JOINT_NOISE = 0.1  # rad, initial joint angles around the home pose
 
     def bind(self, model: Any) -> None:
@@ -292,13 +295,26 @@ class Quadruped(Task):
                                xp.zeros((qvel.shape[0], qvel.shape[1] - 2))], axis=-1)  # [B, nv]
         return xp.where(hit, kick, 0.0 * kick)
 
+    def _field_coords(self, x: Array, y: Array, params: dict[str, Array], xp: Any) -> tuple[Array, Array]:
+        """World points ``x, y [B, K]`` in the height field's frame, in metres from its corner ``[0, 2 * half]``."""
+        cx, cy = tile_center(params, xp)
+        return x + cx[:, None] + self._hf_half[0], y + cy[:, None] + self._hf_half[1]
+
+    def out_of_bounds(self, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
+        """The trunk came within ``EDGE_MARGIN`` of the height field's edge, beyond which the floor lies lower."""
+        fx, fy = self._field_coords(sim.qpos[:, 0:1], sim.qpos[:, 1:2], params, xp)  # [B, 1]
+        hx, hy = self._hf_half
+        m = self.EDGE_MARGIN
+        inside = (fx >= m) & (fx <= 2 * hx - m) & (fy >= m) & (fy <= 2 * hy - m)
+        return ~inside[:, 0]
+
     def terrain_height(self, x: Array, y: Array, params: dict[str, Array], xp: Any) -> Array:
         """World height of the ground under world points ``x, y [B, K]`` (bilinear in the field's grid)."""
-        cx, cy = tile_center(params, xp)
         hx, hy = self._hf_half
         nrow, ncol = self._hf_shape
-        u = (x + cx[:, None] + hx) / (2 * hx) * (ncol - 1)  # column coordinate [B, K]
-        v = (y + cy[:, None] + hy) / (2 * hy) * (nrow - 1)  # row coordinate [B, K]
+        fx, fy = self._field_coords(x, y, params, xp)
+        u = fx / (2 * hx) * (ncol - 1)  # column coordinate [B, K]
+        v = fy / (2 * hy) * (nrow - 1)  # row coordinate [B, K]
         inside = (u >= 0) & (u <= ncol - 1) & (v >= 0) & (v <= nrow - 1)
         u, v = xp.clip(u, 0, ncol - 1.001), xp.clip(v, 0, nrow - 1.001)
         u0, v0 = xp.floor(u), xp.floor(v)
