@@ -80,7 +80,7 @@ class QuadrupedReward:
     LEGS = ("FL", "FR", "RL", "RR")
     JOINTS = tuple(f"{leg}_{part}" for leg in LEGS for part in ("hip", "thigh", "calf"))
     REWARD_SCALES = {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
-                     "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.5,
+                     "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_trot": 0.5,
                      "collision": -1.0, "dof_pos_limits": -10.0}
     TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
     MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
@@ -110,6 +110,8 @@ class QuadrupedReward:
         moving = np.sqrt(np.sum(command[:, :2] ** 2, axis=-1)) > 0.1
         thigh = self._cat(sd, [f"{leg}_thigh_touch" for leg in self.LEGS])
         lin_err = np.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
+        fl, fr, rl, rr = contacts.T
+        trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)  # one diagonal pair in the air
         terms = {
             "tracking_lin_vel": np.exp(-lin_err / self.TRACKING_SIGMA),
             "tracking_ang_vel": np.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
@@ -118,7 +120,7 @@ class QuadrupedReward:
             "orientation": np.sum(gravity[:, :2] ** 2, axis=-1),
             "torques": np.sum(torque**2, axis=-1),
             "action_rate": np.sum((action - prev_action) ** 2, axis=-1),
-            "feet_air": np.minimum(np.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
+            "feet_trot": trot * moving * 1.0,
             "collision": np.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
             + (sd[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": np.sum(np.clip(self._lo - q, 0.0, None) + np.clip(q - self._hi, 0.0, None), axis=-1),
