@@ -288,7 +288,7 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     venv: VecEnv = VecMonitor(SB3VecEnv(env, group))
     torch.manual_seed(cfg.seed)
     if resume:
-        model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc.algo)
+        model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc)
     else:
         vecnorm = None
         if tc.normalize_obs or tc.normalize_reward:
@@ -333,8 +333,21 @@ def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:
                batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
 
 
-def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, algo: str) -> tuple[Any, VecNormalize | None]:
-    """The SB3 model and VecNormalize written by the last checkpoint; an unreadable one is a UsageError."""
+def _tunable_hyperparameters(tc: Any) -> dict[str, Any]:
+    """The config's hyperparameters that a resumed SB3 model takes over (the network's shape stays as saved)."""
+    common = {"learning_rate": tc.learning_rate, "gamma": tc.gamma, "batch_size": tc.batch_size}
+    if tc.algo == "ppo":
+        return {**common, "clip_range": tc.clip_range, "ent_coef": tc.ent_coef, "n_epochs": tc.n_epochs,
+                "gae_lambda": tc.gae_lambda, "n_steps": tc.n_steps}
+    return common
+
+
+def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, tc: Any) -> tuple[Any, VecNormalize | None]:
+    """The SB3 model and VecNormalize written by the last checkpoint, with the config's tunable hyperparameters.
+
+    SB3 would otherwise keep the saved ones and silently ignore a ``--set teacher.learning_rate=...`` on resume.
+    An unreadable checkpoint is a UsageError.
+    """
     from stable_baselines3 import PPO, SAC
 
     zip_path, norm_path = out_dir / "sb3_model.zip", out_dir / "vecnormalize.pkl"
@@ -342,7 +355,8 @@ def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, algo: str) -> tuple[Any, V
         raise UsageError(f"{out_dir} has no SB3 checkpoint (sb3_model.zip) to resume from")
     try:
         vecnorm = VecNormalize.load(str(norm_path), venv) if norm_path.is_file() else None
-        model = (PPO if algo == "ppo" else SAC).load(str(zip_path), env=vecnorm or venv, device="cpu")
+        model = (PPO if tc.algo == "ppo" else SAC).load(str(zip_path), env=vecnorm or venv, device="cpu",
+                                                        custom_objects=_tunable_hyperparameters(tc))
     except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
         raise UsageError(f"corrupted SB3 checkpoint in {out_dir}: {str(exc).splitlines()[0] if str(exc) else exc}") \
             from None

@@ -140,10 +140,16 @@ def test_teacher_training_resumes_from_its_sb3_checkpoint(tmp_path):
                            timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert (run / "teacher" / "sb3_model.zip").is_file() and (run / "teacher" / "vecnormalize.pkl").is_file()
-    again = subprocess.run(_cmd("train-teacher", "--resume", run, "--set", "teacher.total_timesteps=4096"),
+    again = subprocess.run(_cmd("train-teacher", "--resume", run, "--set", "teacher.total_timesteps=4096",
+                                "--set", "teacher.learning_rate=0.000123", "--set", "teacher.ent_coef=0.0042"),
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((run / "summary.json").read_text())["teacher_env_steps"] >= 4096
+    from stable_baselines3 import PPO
+
+    resumed = PPO.load(str(run / "teacher" / "sb3_model.zip"), device="cpu")
+    assert resumed.learning_rate == 0.000123 and resumed.ent_coef == 0.0042  # the overrides reached SB3
+    assert resumed.policy.optimizer.param_groups[0]["lr"] == pytest.approx(0.000123)
     assert "total_timesteps: 4096" in (run / "config.yaml").read_text()  # the run records what it went on with
     (earlier,) = run.glob("config.*.yaml")
     assert "total_timesteps: 2048" in earlier.read_text()
