@@ -321,20 +321,19 @@ def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:
     from stable_baselines3 import PPO, SAC
 
     tc = cfg.teacher
-    common = dict(learning_rate=tc.learning_rate, gamma=tc.gamma, seed=cfg.seed, verbose=0, device="cpu",
+    common = dict(**_tunable_hyperparameters(tc), seed=cfg.seed, verbose=0, device="cpu",
                   tensorboard_log=tensorboard_dir)
     if tc.algo == "ppo":
-        return PPO("MlpPolicy", venv, n_steps=tc.n_steps, batch_size=tc.batch_size, n_epochs=tc.n_epochs,
-                   gae_lambda=tc.gae_lambda, clip_range=tc.clip_range, ent_coef=tc.ent_coef,
+        return PPO("MlpPolicy", venv,
                    policy_kwargs=dict(net_arch=dict(pi=tc.net_arch, vf=tc.net_arch), log_std_init=tc.log_std_init,
                                       activation_fn=nn.Tanh),
                    **common)
     return SAC("MlpPolicy", venv, buffer_size=tc.buffer_size, learning_starts=tc.learning_starts,
-               batch_size=tc.batch_size, policy_kwargs=dict(net_arch=tc.net_arch), **common)
+               policy_kwargs=dict(net_arch=tc.net_arch), **common)
 
 
 def _tunable_hyperparameters(tc: Any) -> dict[str, Any]:
-    """The config's hyperparameters that a resumed SB3 model takes over (the network's shape stays as saved)."""
+    """The config's SB3 hyperparameters that a resumed model takes over too (its network stays as saved)."""
     common = {"learning_rate": tc.learning_rate, "gamma": tc.gamma, "batch_size": tc.batch_size}
     if tc.algo == "ppo":
         return {**common, "clip_range": tc.clip_range, "ent_coef": tc.ent_coef, "n_epochs": tc.n_epochs,
