@@ -4,6 +4,7 @@
   with the same threads and decimation and no Python around it (physics steps/s, ratio = backend / ceiling);
 - dagger: env-steps/s of the DAgger loop (collection with student and teacher forward passes, buffer, updates)
   vs stepping the same environments with random actions only;
+- updates: the student's supervised updates in bfloat16 vs float32 (``distill.update_precision``);
 - sb3: the teacher's SB3 PPO env-steps/s on the batched adapter vs SB3 with its own ``SubprocVecEnv`` over the
   registered gymnasium environment, same number of environments and hyperparameters.
 
@@ -12,7 +13,9 @@ Each ratio is measured ``repeats`` times in one run; the rows carry the spread.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import mujoco
@@ -54,11 +57,9 @@ def _backend_ratio(task: str, batch: int, control_steps: int) -> tuple[float, fl
     return env_rate, ceiling
 
 
-def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:
-    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student and schedule on ``backend``.
-
-    The loop runs as ``distill`` runs it: the config's steps and updates per iteration, torch's default threads.
-    """
+@contextlib.contextmanager
+def _dagger_runner(task: str, batch: int, backend: str = "mujoco") -> Iterator[Any]:
+    """A started ``DaggerRunner`` with the task's config (student, schedule, precision) and an untrained teacher."""
     import tempfile
     from pathlib import Path
 
@@ -67,7 +68,6 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
     from robodistill.teacher import Teacher
 
     cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"env.backend={backend}", f"distill.num_envs={batch}"])
-    steps = cfg.distill.steps_per_iteration
     probe = rd.make_env(task, 1)  # the C engine: only the sizes are needed
     teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
                        "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
@@ -78,6 +78,19 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
         runner.start()
         runner.collect(0.5)  # warm-up (and compile, on MJX)
         runner.update()
+        try:
+            yield runner
+        finally:
+            runner.env.close()
+
+
+def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:
+    """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student and schedule on ``backend``.
+
+    The loop runs as ``distill`` runs it: the config's steps and updates per iteration, torch's default threads.
+    """
+    with _dagger_runner(task, batch, backend) as runner:
+        steps = runner.cfg.distill.steps_per_iteration
         t0 = time.perf_counter()
         for _ in range(iterations):
             runner.buffer.start_iteration()
@@ -91,8 +104,21 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
             for k in range(steps):
                 env.step(actions[k])
         env_rate = iterations * steps * batch / (time.perf_counter() - t0)
-        env.close()
     return loop_rate, env_rate
+
+
+def update_speedup(task: str, rounds: int) -> tuple[float, float]:
+    """(student updates/s in bfloat16, in float32): the task's student and batch, alternating on one runner."""
+    times = {torch.bfloat16: 0.0, torch.float32: 0.0}
+    with _dagger_runner(task, 64) as runner:
+        n = runner.cfg.distill.updates_per_iteration
+        for _ in range(rounds):
+            for dtype in times:
+                runner.update_dtype = dtype
+                t0 = time.perf_counter()
+                runner.update()
+                times[dtype] += time.perf_counter() - t0
+    return rounds * n / times[torch.bfloat16], rounds * n / times[torch.float32]
 
 
 class _Privileged:
@@ -162,6 +188,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         ratios = [a / b for a, b in pairs]
         rows.append(row("dagger_env_steps_per_s", task, batch, float(np.mean([a for a, _ in pairs])),
                         float(np.mean([b for _, b in pairs])), unit="env steps/s", ratio_spread=spread(ratios)))
+    for task in TASKS:
+        pairs = [update_speedup(task, 2 if quick else 5) for _ in range(repeats)]
+        ratios = [a / b for a, b in pairs]
+        rows.append(row("student_updates_per_s_bf16", task, 64, float(np.mean([a for a, _ in pairs])),
+                        float(np.mean([b for _, b in pairs])), unit="updates/s (bfloat16 vs float32)",
+                        ratio_spread=spread(ratios)))
     for task in (["pendulum"] if quick else ["pendulum", "hopper"]):
         pairs = [_sb3_ratio(task, 8, 8192 if quick else 32768) for _ in range(repeats)]
         ratios = [a / b for a, b in pairs]

@@ -120,6 +120,10 @@ class DistillConfig:
     updates_per_iteration: int = field(default=200, metadata=_range(1))
     batch_size: int = field(default=512, metadata=_range(1))
     max_grad_norm: float = field(default=1.0, metadata=_range(0.0, lo_open=True))
+    # the updates' forward and backward passes; "auto" takes bfloat16 where the hardware computes it natively
+    # (CPUs with AVX512-BF16 or AMX, CUDA GPUs that support it), float32 elsewhere; weights, Adam and the exported
+    # student stay float32
+    update_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     eval_episodes: int = field(default=50, metadata=_range(1))
     eval_seed: int = field(default=1_000_003, metadata=_range(0))
     eval_every: int = field(default=1, metadata=_range(1))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from robodistill.config import BetaConfig
 from robodistill.distill.algorithm import beta_at, distillation_loss, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
-from robodistill.distill.runner import DaggerRunner
+from robodistill.distill.runner import DaggerRunner, update_dtype
 from robodistill.runs import MetricsLog, read_metrics
 
 
@@ -83,6 +84,34 @@ def test_teacher_frozen_and_loss_goes_down(tiny_cfg, tiny_teacher, tmp_path):
     for k, v in tiny_teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert not any(p.requires_grad for p in tiny_teacher.parameters())
+
+
+def test_update_precision_resolves_to_what_the_device_computes_natively():
+    cpu = torch.device("cpu")
+    assert update_dtype("float32", cpu) is torch.float32
+    assert update_dtype("bfloat16", cpu) is torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert update_dtype("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "gru"])
+def test_bfloat16_updates_learn_and_keep_float32_weights(tiny_cfg, tiny_teacher, tmp_path, encoder):
+    import dataclasses
+
+    cfg = tiny_cfg.replace(student=dataclasses.replace(tiny_cfg.student, encoder=encoder, bptt_length=5))
+    runner = _runner(cfg, tiny_teacher, tmp_path, updates_per_iteration=150, update_precision="bfloat16")
+    runner.collect(0.5)
+    batch = runner.buffer.sample(64)
+    first = _batch_loss(runner, batch)
+    seen = set()
+    layer = next(m for m in runner.student.modules() if isinstance(m, torch.nn.Linear))  # CPU autocast keeps GRUs
+    hook = layer.register_forward_hook(lambda module, inputs, out: seen.add(out.dtype))
+    runner.update()
+    hook.remove()
+    assert seen == {torch.bfloat16}
+    assert _batch_loss(runner, batch) < 0.5 * first
+    assert all(p.dtype == torch.float32 for p in runner.student.parameters())
+    assert all(s["exp_avg"].dtype == torch.float32 for s in runner.optimizer.state.values())
 
 
 def test_runner_records_every_iteration(tiny_cfg, tiny_teacher, tmp_path):

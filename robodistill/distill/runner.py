@@ -31,6 +31,25 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = "robodistill-distill-checkpoint-1"
 
 
+def update_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of the updates' matmuls: ``precision``, with "auto" resolved by what ``device`` computes natively.
+
+    bfloat16 halves the bytes and, on CPUs with AVX512-BF16 or AMX, runs the student's matmuls several times
+    faster (BENCHMARKS.md); where it would be emulated, it is slower than float32, so "auto" avoids it.
+    """
+    if precision != "auto":
+        return getattr(torch, precision)
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    elif device.type == "cpu":
+        cpu = torch.cpu
+        native = any(getattr(cpu, probe, lambda: False)() for probe in
+                     ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    else:
+        native = False
+    return torch.bfloat16 if native else torch.float32
+
+
 class DaggerRunner:
     """Owns the environments, the student, the optimizer and the buffer for one distillation run.
 
@@ -55,6 +74,7 @@ class DaggerRunner:
         self.student = build_student(cfg.student.encoder, spec).to(self.device)
         distributed.broadcast_module(self.student)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate)
+        self.update_dtype = update_dtype(dc.update_precision, self.device)
         # windowed students learn from single steps (their state is the window); recurrent ones from sequences
         self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
         a, length = self.env.action_dim, self.seq_len
@@ -130,7 +150,10 @@ class DaggerRunner:
         losses = torch.zeros(dc.updates_per_iteration, device=self.device)
         for k in range(dc.updates_per_iteration):
             batch = self.buffer.sample(batch_seqs)
-            mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
+            with torch.autocast(self.device.type, dtype=self.update_dtype,
+                                enabled=self.update_dtype != torch.float32):
+                mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
+            mean, std, value = mean.float(), std.float(), value.float()  # the loss in float32
             loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"],
                                      dc.huber_delta)
             if dc.value_loss_coef > 0:
@@ -188,6 +211,7 @@ class DaggerRunner:
         dc = self.cfg.distill
         t0 = time.time()
         evaluator = PairedEvaluator(self.cfg, self.teacher) if self.rank == 0 else None
+        log.info("student updates in %s", str(self.update_dtype).removeprefix("torch."))
         if evaluator is not None:
             log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                      evaluator.random_result.mean)
