@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +49,23 @@ class BatchedEnv:
     def physics_faults(self) -> int:
         """Number of environments reset because their physics diverged, since construction."""
         return self.backend.physics_faults
+
+    @contextlib.contextmanager
+    def torch_single_threaded(self) -> Iterator[None]:
+        """Torch on one thread while the C engine's physics threads step this environment.
+
+        Between its small ops, torch's OpenMP workers spin and take the cores from MuJoCo's threads; the policies'
+        forward passes at these batch sizes gain little from a second thread (BENCHMARKS.md). Elsewhere a no-op.
+        """
+        threads = torch.get_num_threads()
+        if self.device.type != "cpu" or getattr(self.backend, "num_threads", 1) < 2 or threads == 1:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     def reset(self, rewind: bool = False) -> Obs:
         """Start a new episode everywhere: ``{"proprio": [B, Dp], "privileged": [B, Dq]}``.

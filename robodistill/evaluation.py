@@ -106,17 +106,18 @@ def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> Eva
     fell = torch.zeros(n, dtype=torch.bool, device=device)
     running = torch.ones(n, dtype=torch.bool, device=device)
     trace = []  # per step [N, len(columns)], NaN once an episode has ended
-    for _ in range(env.episode_length):
-        obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
-        if columns:
-            values = obs["privileged"][:, columns].double()
-            trace.append(torch.where(running[:, None], values, float("nan")))
-        returns += torch.where(running, reward.double(), 0.0)
-        lengths += running.long()
-        fell |= running & terminated
-        running &= ~(terminated | truncated)
-        if not running.any():
-            break
+    with env.torch_single_threaded():
+        for _ in range(env.episode_length):
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            if columns:
+                values = obs["privileged"][:, columns].double()
+                trace.append(torch.where(running[:, None], values, float("nan")))
+            returns += torch.where(running, reward.double(), 0.0)
+            lengths += running.long()
+            fell |= running & terminated
+            running &= ~(terminated | truncated)
+            if not running.any():
+                break
     traces = {}
     if columns:
         stacked = torch.stack(trace, dim=1).cpu().numpy()  # [N, T, len(columns)]

@@ -84,6 +84,10 @@ class DaggerRunner:
              "starts": (length,), "teacher_mean": (length, a), "teacher_std": (length, a),
              "teacher_value": (length,)},
             mode=dc.buffer_mode, generator=self.gen, device=self.device)
+        # one iteration's rollout, written step by step in place: [B, T, ...] per buffer field
+        b, t = self.env.num_envs, dc.steps_per_iteration
+        self.rollout = {key: torch.zeros((b, t) + shape[1:] if key != "state0" else (b, t) + shape,
+                                         device=self.device) for key, shape in self.buffer.field_shapes.items()}
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
@@ -102,21 +106,21 @@ class DaggerRunner:
         every visited state gets the teacher's label, stored as sequences of ``seq_len`` steps."""
         dc = self.cfg.distill
         obs, state, starts = self.obs, self.state, self.starts
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in self.buffer.data}
+        rollout = self.rollout
         teacher_steps = 0
         no_value = torch.zeros(self.env.num_envs, device=self.device)
-        with torch.no_grad():
-            for _ in range(dc.steps_per_iteration):
+        with torch.no_grad(), self.env.torch_single_threaded():
+            for t in range(dc.steps_per_iteration):
                 mean, std, _, next_state = self.student(obs["proprio"], state)
                 teacher_mean, teacher_std = self.teacher(obs["privileged"])
                 executed = torch.clamp(teacher_mean, -1.0, 1.0)
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
                     teacher_mean = executed
                 teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
-                for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts.float()),
+                for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts),
                                    ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
                                    ("teacher_value", teacher_value)):
-                    rows[key].append(value)
+                    rollout[key][:, t] = value
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
                 action, used = mix_actions(student_action, executed, beta, self.gen)
                 teacher_steps += used.sum()  # a device scalar: no sync per step
@@ -124,19 +128,18 @@ class DaggerRunner:
                 starts = terminated | truncated
                 state = self.student.reset_state(next_state, starts)
         self.obs, self.state, self.starts = obs, state, starts
-        self.buffer.add(**self._chunk(rows))
-        self.student.normalizer.merge(*distributed.global_moments(torch.cat(rows["obs"])))
+        self.buffer.add(**self._chunk(rollout))
+        self.student.normalizer.merge(*distributed.global_moments(rollout["obs"].flatten(0, 1)))
         n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
         self.labels += n
         return {"teacher_action_fraction": float(teacher_steps) / n}
 
-    def _chunk(self, rows: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Cut ``T`` steps of ``B`` environments into ``B * T / L`` sequences of length ``L``."""
+    def _chunk(self, rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cut ``T`` steps of ``B`` environments into ``B * T / L`` sequences of length ``L`` (views)."""
         length = self.seq_len
         out = {}
-        for key, values in rows.items():
-            x = torch.stack(values, 1)  # [B, T, ...]
+        for key, x in rollout.items():  # [B, T, ...]
             b, t = x.shape[:2]
             x = x.reshape(b, t // length, length, *x.shape[2:]).flatten(0, 1)  # [B * T / L, L, ...]
             out[key] = x[:, 0] if key == "state0" else x

@@ -84,7 +84,7 @@ class MujocoBackend:
         self.action_dim = self.model.nu
         self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
         self.models = [copy.deepcopy(self.model) for _ in range(num_envs)]
-        nthread = max(1, min(num_threads, num_envs))
+        nthread = self.num_threads = max(1, min(num_threads, num_envs))
         self._datas = [mujoco.MjData(self.model) for _ in range(nthread)]
         self._scratch = mujoco.MjData(self.model)
         self._rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
