@@ -132,3 +132,23 @@ def test_rewind_replays_the_first_episodes_exactly():
     assert all(np.array_equal(env.backend.params[p], v) for p, v in params.items())
     for a, expected in zip(actions, trajectory):
         assert torch.equal(env.step(a)[0]["proprio"], expected)
+
+
+def test_torch_runs_single_threaded_only_while_physics_threads_step():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threaded, single = rd.make_env("pendulum", 4, num_threads=2), rd.make_env("pendulum", 4, num_threads=1)
+        with threaded.torch_single_threaded():
+            assert torch.get_num_threads() == 1
+            threaded.step(torch.zeros(4, 1))
+        assert torch.get_num_threads() == 2
+        with single.torch_single_threaded():
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), threaded.torch_single_threaded():
+            raise RuntimeError("a crash inside restores the threads too")
+        assert torch.get_num_threads() == 2
+        threaded.close()
+        single.close()
+    finally:
+        torch.set_num_threads(before)
