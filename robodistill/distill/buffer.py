@@ -19,8 +19,7 @@ class AggregationBuffer:
             raise ValueError(f"unknown buffer mode {mode!r}")
         self.capacity, self.mode, self.generator = capacity, mode, generator
         self.device = torch.device(device)
-        self.field_shapes = {k: tuple(s) for k, s in shapes.items()}  # per sample
-        self.data = {k: torch.zeros((capacity,) + s, device=self.device) for k, s in self.field_shapes.items()}
+        self.data = {k: torch.zeros((capacity,) + tuple(s), device=self.device) for k, s in shapes.items()}
         self.size = 0  # valid samples
         self.cursor = 0  # next FIFO slot
         self.seen = 0  # samples ever offered (reservoir sampling)

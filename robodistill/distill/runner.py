@@ -78,16 +78,15 @@ class DaggerRunner:
         # windowed students learn from single steps (their state is the window); recurrent ones from sequences
         self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
         a, length = self.env.action_dim, self.seq_len
+        step_shapes = {"obs": (self.env.obs_dims["proprio"],), "state0": self.student.state_shape, "starts": (),
+                       "teacher_mean": (a,), "teacher_std": (a,), "teacher_value": ()}  # per env and step
+        # the buffer holds sequences of L steps, with the student's state at the first; the rollout one iteration
+        b, t = self.env.num_envs, dc.steps_per_iteration
         self.buffer = AggregationBuffer(
             max(1, dc.buffer_capacity // length),
-            {"obs": (length, self.env.obs_dims["proprio"]), "state0": self.student.state_shape,
-             "starts": (length,), "teacher_mean": (length, a), "teacher_std": (length, a),
-             "teacher_value": (length,)},
+            {k: s if k == "state0" else (length, *s) for k, s in step_shapes.items()},
             mode=dc.buffer_mode, generator=self.gen, device=self.device)
-        # one iteration's rollout, written step by step in place: [B, T, ...] per buffer field
-        b, t = self.env.num_envs, dc.steps_per_iteration
-        self.rollout = {key: torch.zeros((b, t) + shape[1:] if key != "state0" else (b, t) + shape,
-                                         device=self.device) for key, shape in self.buffer.field_shapes.items()}
+        self.rollout = {k: torch.zeros((b, t, *s), device=self.device) for k, s in step_shapes.items()}  # [B, T, ...]
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
