@@ -34,19 +34,17 @@ class EpisodeSampler:
 
     def sample(self, env_ids: np.ndarray) -> EpisodeBatch:
         """Draw the next episode of each environment in ``env_ids``."""
-        parts = []
-        for i in env_ids:
+        k, task = len(env_ids), self.task
+        params = {p: np.empty(k) for p in task.params}
+        qpos, qvel = np.empty((k, self.qpos0.shape[0])), np.empty((k, self.nv))
+        command = np.empty((k, task.command_dim))
+        for j, i in enumerate(env_ids):
             rng = self.streams[int(i)]
-            params = self.task.sample_params(rng, 1)
-            qpos, qvel = self.task.initial_state(rng, 1, self.qpos0, self.nv)
-            command = self.task.sample_command(rng, 1)
-            parts.append((params, qpos, qvel, command))
-        return EpisodeBatch(
-            params={p: np.concatenate([x[0][p] for x in parts]) for p in self.task.params},
-            qpos=np.concatenate([x[1] for x in parts]).reshape(len(parts), -1),
-            qvel=np.concatenate([x[2] for x in parts]).reshape(len(parts), -1),
-            command=np.concatenate([x[3] for x in parts]).reshape(len(parts), self.task.command_dim),
-        )
+            for p, v in task.sample_params(rng, 1).items():
+                params[p][j] = v[0]
+            start_qpos, start_qvel = task.initial_state(rng, 1, self.qpos0, self.nv)  # [1, nq], [1, nv]
+            qpos[j], qvel[j], command[j] = start_qpos[0], start_qvel[0], task.sample_command(rng, 1)[0]
+        return EpisodeBatch(params, qpos, qvel, command)
 
     def state(self) -> list[dict]:
         """Bit-generator states of every stream (for checkpoints)."""

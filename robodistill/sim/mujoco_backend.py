@@ -87,8 +87,9 @@ class MujocoBackend:
         nthread = self.num_threads = max(1, min(num_threads, num_envs))
         self._datas = [mujoco.MjData(self.model) for _ in range(nthread)]
         self._scratch = mujoco.MjData(self.model)
+        # views into each environment's MjModel of the fields its episodes randomize (written at every reset)
+        self._model_views = [{f: getattr(m, f) for f in task.model_fields} for m in self.models]
         self._rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
-        self._chunk = max(1, num_envs // (2 * nthread))  # few large work items: less scheduling per call
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
         self._streams_at_start = (self.sampler.state(), self.noise_rng.bit_generator.state)
@@ -126,16 +127,16 @@ class MujocoBackend:
         episodes = self.sampler.sample(env_ids)
         fields = self.task.apply_params(self.nominal, episodes.params, np)  # {field: [k, ...]}
         d = self._scratch
+        qpos, qvel, sensordata = d.qpos, d.qvel, d.sensordata  # views, taken once
         for j, i in enumerate(env_ids):
-            m = self.models[i]
+            m, views = self.models[i], self._model_views[i]
             for fname, values in fields.items():
-                getattr(m, fname)[...] = values[j]
+                views[fname][...] = values[j]
             mujoco.mj_resetData(m, d)
-            d.qpos[:] = episodes.qpos[j]
-            d.qvel[:] = episodes.qvel[j]
+            qpos[:], qvel[:] = episodes.qpos[j], episodes.qvel[j]
             mujoco.mj_forward(m, d)
             mujoco.mj_getState(m, d, self.state[i], _FULL)
-            self.sensordata[i] = d.sensordata
+            self.sensordata[i] = sensordata
         for p, v in episodes.params.items():
             self.params[p][env_ids] = v
         self.command[env_ids] = episodes.command
@@ -168,9 +169,10 @@ class MujocoBackend:
             self.state[:, self._qvel_slice] += kick
         self._ctrl[:] = (self.action_offset + self.action_scale * applied)[:, None, :]  # [B, decimation, nu]
         time_before = self.state[:, 0].copy()
+        # MuJoCo's default chunks of num_envs / (10 * nthread) environments balance the threads' load: at B=64
+        # the quadruped steps 16 % faster than with chunks of 16, the hopper 3 % slower (BENCHMARKS.md)
         self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
-                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
-                              chunk_size=self._chunk)
+                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True)
         self.state[:] = self._state_out[:, -1]
         self.sensordata[:] = self._sensor_out[:, -1]
         # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too

@@ -145,6 +145,8 @@ class Task:
         for pname, spec in self.params.items():
             lo, hi = (randomization or {}).get(pname, (spec.low, spec.high))
             self.ranges[pname] = (float(lo), float(hi)) if randomize else (spec.nominal, spec.nominal)
+        bounds = np.array(list(self.ranges.values()), dtype=float).reshape(-1, 2)
+        self._lows, self._spans = bounds[:, :1], bounds[:, 1:] - bounds[:, :1]  # [P, 1] each, ``ranges`` order
         self.mjcf_path = Path(mjcf) if mjcf is not None else Path(self.mjcf)
         if episode_length is not None:
             self.episode_length = episode_length
@@ -188,7 +190,9 @@ class Task:
 
     def sample_params(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         """Draw ``n`` episodes' randomized parameters, each ``[n]``, uniform over the configured ranges."""
-        return {p: rng.uniform(lo, hi, size=n) for p, (lo, hi) in self.ranges.items()}
+        # low + span * U draws the same numbers as ``rng.uniform(low, high, size=n)`` per parameter, in one call
+        draws = self._lows + self._spans * rng.random((len(self._lows), n))  # [P, n]
+        return dict(zip(self.ranges, draws))
 
     def sample_command(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` episodes' commands ``[n, command_dim]``."""
@@ -238,14 +242,13 @@ class Task:
         return {}
 
     def normalized_params(self, params: dict[str, Array], xp: Any) -> Array:
-        """Randomized parameters scaled to [-1, 1] over their ranges: ``[B, P]``."""
-        cols = []
-        for pname, (lo, hi) in self.ranges.items():
-            mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
-            cols.append((params[pname] - mid) / half if half > 0 else params[pname] * 0.0)
-        if not cols:
+        """Randomized parameters scaled to [-1, 1] over their ranges (0 where a range is a point): ``[B, P]``."""
+        if not self.ranges:
             return xp.zeros((params_batch(params), 0))
-        return xp.stack(cols, axis=-1)
+        half = 0.5 * self._spans[:, 0]  # [P]
+        inverse = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)
+        values = xp.stack([params[p] for p in self.ranges], axis=-1)  # [B, P]
+        return (values - (self._lows[:, 0] + half)) * inverse
 
 
 def params_batch(params: dict[str, Array]) -> int:

@@ -197,6 +197,15 @@ class Quadruped(Task):
             *(f"{j}_pos" for j in JOINTS), *(f"{j}_torque" for j in JOINTS),
             *(f"{leg}_foot_pos" for leg in LEGS), *(f"{leg}_foot_touch" for leg in LEGS),
             *(f"{leg}_thigh_touch" for leg in LEGS))}
+        def columns(names: list[str]) -> np.ndarray:  # the sensordata columns of several sensors, in order
+            return np.concatenate([np.arange(self._s[n].start, self._s[n].stop) for n in names])
+
+        self._torque_cols = columns([f"{j}_torque" for j in JOINTS])  # [12]
+        self._foot_pos_cols = columns([f"{leg}_foot_pos" for leg in LEGS])  # [4 * 3], foot-major
+        self._foot_touch_cols = columns([f"{leg}_foot_touch" for leg in LEGS])  # [4]
+        self._thigh_touch_cols = columns([f"{leg}_thigh_touch" for leg in LEGS])  # [4]
+        offs = (np.arange(self.SCAN) - (self.SCAN - 1) / 2) * self.SCAN_SPACING
+        self._scan_x, self._scan_y = (a.ravel() for a in np.meshgrid(offs, offs, indexing="xy"))  # [S] each
         jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
         self._leg_dofs = np.array([model.jnt_dofadr[j] for j in jids])  # [12]
         self._leg_qpos = np.array([model.jnt_qposadr[j] for j in jids])  # [12]
@@ -216,10 +225,10 @@ class Quadruped(Task):
         size = model.hfield_size[hid]  # (x half, y half, elevation, base)
         self._hf_half = (float(size[0]), float(size[1]))
         self._hf_shape = (nrow, ncol)
-        # world heights of the field at its nominal position [nrow, ncol] (row <-> y, column <-> x)
+        # world heights of the field at its nominal position, row-major [nrow * ncol] (row <-> y, column <-> x)
         self._heights = (model.geom_pos[self._terrain_geom, 2]
                          + size[2] * model.hfield_data[model.hfield_adr[hid]:model.hfield_adr[hid] + nrow * ncol]
-                         .reshape(nrow, ncol)).astype(np.float32)
+                         ).astype(np.float32)
 
     def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Actions are offsets from the home pose: ``ctrl = home + scale * action`` (target angles, rad)."""
@@ -319,38 +328,33 @@ class Quadruped(Task):
         u, v = xp.clip(u, 0, ncol - 1.001), xp.clip(v, 0, nrow - 1.001)
         u0, v0 = xp.floor(u), xp.floor(v)
         fu, fv = u - u0, v - v0
-        i0, j0 = v0.astype(xp.int32), u0.astype(xp.int32)
+        corner = v0.astype(xp.int32) * ncol + u0.astype(xp.int32)  # flat index of the lower-left grid point
         table = xp.asarray(self._heights)
-        h = ((1 - fu) * (1 - fv) * table[i0, j0] + fu * (1 - fv) * table[i0, j0 + 1]
-             + (1 - fu) * fv * table[i0 + 1, j0] + fu * fv * table[i0 + 1, j0 + 1])
-        return xp.where(inside, h, FLOOR_Z)
+        below = (1 - fu) * table[corner] + fu * table[corner + 1]  # along x on grid row v0
+        above = (1 - fu) * table[corner + ncol] + fu * table[corner + ncol + 1]  # and on row v0 + 1
+        return xp.where(inside, (1 - fv) * below + fv * above, FLOOR_Z)
 
-    def _feet(self, sim: SimArrays) -> list[Array]:
-        return [sim.sensordata[:, self._s[f"{leg}_foot_pos"]] for leg in LEGS]  # 4 x [B, 3]
-
-    def _contacts(self, sim: SimArrays, xp: Any) -> Array:
-        touch = xp.concatenate([sim.sensordata[:, self._s[f"{leg}_foot_touch"]] for leg in LEGS], axis=-1)
-        return touch > self.CONTACT_FORCE  # [B, 4]
+    def _contacts(self, sim: SimArrays) -> Array:
+        return sim.sensordata[:, self._foot_touch_cols] > self.CONTACT_FORCE  # [B, 4]
 
     def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
         """``foot_contact`` [B, 4], ``base_height`` above the terrain [B, 1], ``terrain_heights`` [B, 4*9]."""
         if name == "foot_contact":
-            return self._contacts(sim, xp) * 1.0
+            return self._contacts(sim) * 1.0
         if name == "base_height":
             ground = self.terrain_height(sim.qpos[:, 0:1], sim.qpos[:, 1:2], params, xp)
             return sim.qpos[:, 2:3] - ground
         if name == "terrain_heights":
             # each foot's height above the ground at a yaw-aligned SCAN x SCAN grid around it [B, 4 * SCAN^2]
-            yaw = _yaw_from_quat(sim.sensordata[:, self._s["imu_quat"]], xp)[:, None]
-            offs = (np.arange(self.SCAN) - (self.SCAN - 1) / 2) * self.SCAN_SPACING
-            ox, oy = (a.ravel() for a in np.meshgrid(offs, offs, indexing="xy"))  # [S]
-            dx = xp.cos(yaw) * ox - xp.sin(yaw) * oy  # [B, S]
-            dy = xp.sin(yaw) * ox + xp.cos(yaw) * oy
-            feet = self._feet(sim)  # 4 x [B, 3]
-            x = xp.concatenate([foot[:, 0:1] + dx for foot in feet], axis=-1)  # [B, 4 * S], foot-major
-            y = xp.concatenate([foot[:, 1:2] + dy for foot in feet], axis=-1)
-            z = xp.concatenate([xp.broadcast_to(foot[:, 2:3], dx.shape) for foot in feet], axis=-1)
-            return xp.clip(z - self.terrain_height(x, y, params, xp), -1.0, 1.0)
+            yaw = _yaw_from_quat(sim.sensordata[:, self._s["imu_quat"]], xp)[:, None, None]  # [B, 1, 1]
+            cos, sin = xp.cos(yaw), xp.sin(yaw)
+            feet = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(LEGS), 3)  # [B, 4, 3]
+            x = feet[:, :, 0:1] + cos * self._scan_x - sin * self._scan_y  # [B, 4, S]
+            y = feet[:, :, 1:2] + sin * self._scan_x + cos * self._scan_y
+            batch = feet.shape[0]
+            ground = self.terrain_height(x.reshape(batch, -1), y.reshape(batch, -1), params, xp)  # [B, 4 * S]
+            z = xp.broadcast_to(feet[:, :, 2:3], x.shape).reshape(batch, -1)  # foot-major, as x and y
+            return xp.clip(z - ground, -1.0, 1.0)
         raise NotImplementedError(f"{type(self).__name__} declares no extra term {name!r}")
 
     def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
@@ -367,11 +371,11 @@ class Quadruped(Task):
         vel = sim.sensordata[:, self._s["imu_vel"]]  # body-frame linear velocity [B, 3]
         gyro = sim.sensordata[:, self._s["imu_gyro"]]  # body-frame angular velocity [B, 3]
         gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)  # [B, 3]
-        torque = xp.concatenate([sim.sensordata[:, self._s[f"{j}_torque"]] for j in JOINTS], axis=-1)
+        torque = sim.sensordata[:, self._torque_cols]  # [B, 12]
         q = sim.qpos[:, self._leg_qpos]  # [B, 12]
-        contacts = self._contacts(sim, xp)
+        contacts = self._contacts(sim)
         moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
-        thigh = xp.concatenate([sim.sensordata[:, self._s[f"{leg}_thigh_touch"]] for leg in LEGS], axis=-1)
+        thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
         lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
         fl, fr, rl, rr = (contacts[:, i] for i in range(4))
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
