@@ -7,6 +7,7 @@ copied into a self-describing :class:`Teacher` module: ``forward(privileged) -> 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from torch import nn
 from tqdm import tqdm
@@ -270,6 +271,27 @@ class _ProgressCallback(BaseCallback):
             self.bar.close()
 
 
+class _SingleThreadedRollouts(BaseCallback):
+    """Torch on one thread while SB3 collects rollouts (the C engine's threads step), all threads for updates."""
+
+    def __init__(self, env: "BatchedEnv") -> None:
+        super().__init__()
+        self.env = env
+        self._scope = contextlib.ExitStack()
+
+    def _on_rollout_start(self) -> None:
+        self._scope.enter_context(self.env.torch_single_threaded())
+
+    def _on_rollout_end(self) -> None:
+        self._scope.close()
+
+    def _on_training_end(self) -> None:
+        self._scope.close()
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
               total_timesteps: int | None = None, stage: str = "teacher", resume: bool = False,
               policy_file: Path | None = None) -> tuple[Teacher, dict[str, Any]]:
@@ -304,8 +326,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
-        model.learn(total_timesteps=remaining, callback=callback, tb_log_name=stage,
-                    reset_num_timesteps=not resume)
+        callbacks = CallbackList([_SingleThreadedRollouts(env), callback])
+        model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=stage, reset_num_timesteps=not resume)
         callback.save_checkpoint()
     wall = time.time() - t0
     policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)

@@ -1,0 +1,37 @@
+"""The SB3 teacher's training loop around the batched environment."""
+
+from __future__ import annotations
+
+import torch
+from conftest import PENDULUM, TINY
+
+
+def test_rollouts_run_torch_single_threaded_and_updates_on_every_thread(tmp_path, monkeypatch) -> None:
+    from stable_baselines3 import PPO
+
+    import robodistill as rd
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import SB3VecEnv, train_sb3
+
+    cfg = rd.load_config(PENDULUM, overrides=[*TINY, "env.num_threads=2"])
+    seen: dict[str, set[int]] = {"rollout": set(), "update": set()}
+    step_wait, train = SB3VecEnv.step_wait, PPO.train
+
+    def spy_step_wait(self):  # noqa: ANN001, ANN202
+        seen["rollout"].add(torch.get_num_threads())
+        return step_wait(self)
+
+    def spy_train(self):  # noqa: ANN001, ANN202
+        seen["update"].add(torch.get_num_threads())
+        return train(self)
+
+    monkeypatch.setattr(SB3VecEnv, "step_wait", spy_step_wait)
+    monkeypatch.setattr(PPO, "train", spy_train)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_sb3(cfg, tmp_path / "teacher", MetricsLog(tmp_path, tensorboard=False))
+        assert torch.get_num_threads() == 2  # restored after training
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"rollout": {1}, "update": {2}}
