@@ -197,6 +197,7 @@ class Quadruped(Task):
             *(f"{j}_pos" for j in JOINTS), *(f"{j}_torque" for j in JOINTS),
             *(f"{leg}_foot_pos" for leg in LEGS), *(f"{leg}_foot_touch" for leg in LEGS),
             *(f"{leg}_thigh_touch" for leg in LEGS))}
+
         def columns(names: list[str]) -> np.ndarray:  # the sensordata columns of several sensors, in order
             return np.concatenate([np.arange(self._s[n].start, self._s[n].stop) for n in names])
 
