@@ -216,6 +216,8 @@ def test_quadruped_tracking_metrics_from_traces():
     assert figures["tracked_episodes"] == 2  # the slow command and the fallen episode are left out
     assert figures["tracking_error_vx"] == pytest.approx(0.15)
     assert figures["yaw_rate_error"] == pytest.approx(0.5)
+    assert figures["fall_rate_fast"] == pytest.approx(1 / 3)  # |vx| >= 0.5: 1.0, -0.5, 0.8; the 0.8 one fell
+    assert figures["fall_rate_slow"] == 0.0
     assert np.isnan(task.episode_metrics({**traces, "imu_vel[0]": nan}, fell)["tracking_error_vx"])
 
 

@@ -174,6 +174,7 @@ class Quadruped(Task):
     metric_labels = ("imu_vel[0]", "imu_vel[1]", "imu_gyro[2]", "command[0]", "command[1]", "command[2]")
     SETTLE_STEPS = 50  # 1 s
     MIN_TRACKED_VX = 0.3  # m/s
+    FAST_VX = 0.5  # m/s: falls are also reported for episodes commanding |vx| at least this fast, and slower
     ONLY_POSITIVE_REWARDS = True
     SOFT_LIMIT = 0.9  # fraction of each joint range inside which dof_pos_limits is zero
     CONTACT_FORCE = 1.0  # N: a touch sensor above this counts as contact
@@ -412,7 +413,9 @@ class Quadruped(Task):
 
         ``tracking_error_vx``: over episodes commanding ``|vx| >= MIN_TRACKED_VX`` that did not fall, the mean of
         ``|mean(vx) - vx_cmd| / |vx_cmd|`` with ``mean(vx)`` the episode's forward velocity after ``SETTLE_STEPS``;
-        ``vx_error_mps``, ``vy_error_mps`` and ``yaw_rate_error``: the mean per-step absolute errors after settling.
+        ``vx_error_mps``, ``vy_error_mps`` and ``yaw_rate_error``: the mean per-step absolute errors after settling;
+        ``fall_rate_fast`` and ``fall_rate_slow``: the fall rate over episodes commanding ``|vx| >= FAST_VX`` and
+        over the others (the shipped teacher falls mostly at speed).
         """
         def settled(label: str) -> np.ndarray:
             return traces[label][:, self.SETTLE_STEPS:]
@@ -423,7 +426,10 @@ class Quadruped(Task):
             mean_vx, cmd = np.nanmean(vx, axis=1), np.nanmean(cmd_vx, axis=1)  # [N]
             tracked = (np.abs(cmd) >= self.MIN_TRACKED_VX) & ~fell & np.isfinite(mean_vx)
             rel = np.abs(mean_vx - cmd)[tracked] / np.abs(cmd)[tracked]
+            fast = np.abs(traces["command[0]"][:, 0]) >= self.FAST_VX  # the command is fixed per episode
             return {
+                "fall_rate_fast": float(fell[fast].mean()) if fast.any() else float("nan"),
+                "fall_rate_slow": float(fell[~fast].mean()) if (~fast).any() else float("nan"),
                 "tracking_error_vx": float(rel.mean()) if rel.size else float("nan"),
                 "tracked_episodes": float(rel.size),
                 "vx_error_mps": float(np.nanmean(np.abs(vx - cmd_vx))),
