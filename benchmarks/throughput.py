@@ -1,10 +1,13 @@
 """Throughput against ceilings measured in the same process (issue 9).
 
-- backend: env-steps/s of ``make_env(task, B)`` vs ``mujoco.rollout`` stepping the same per-environment models
-  with the same threads and decimation and no Python around it (physics steps/s, ratio = backend / ceiling);
+- backend: env-steps/s of ``make_env(task, B)`` vs ``mujoco.rollout`` stepping exactly the physics the backend
+  stepped (each control step's start state and controls, the same models and threads) in one call with no Python
+  around it (physics steps/s, ratio = backend / ceiling);
 - dagger: env-steps/s of the DAgger loop (collection with student and teacher forward passes, buffer, updates)
   vs stepping the same environments with random actions only;
 - updates: the student's supervised updates in bfloat16 vs float32 (``distill.update_precision``);
+- teacher: the quadruped teacher's PPO training as ``train_sb3`` runs it (torch on one thread during rollouts)
+  vs with torch's default threads throughout;
 - sb3: the teacher's SB3 PPO env-steps/s on the batched adapter vs SB3 with its own ``SubprocVecEnv`` over the
   registered gymnasium environment, same number of environments and hyperparameters.
 
@@ -174,6 +177,33 @@ def _sb3_ratio(task: str, num_envs: int, steps: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def teacher_speedup(task: str, steps: int) -> tuple[float, float]:
+    """(teacher PPO env-steps/s as ``train_sb3`` runs it, the same with torch's default threads in the rollouts).
+
+    ``train_sb3`` runs torch on one thread while SB3 collects rollouts; the baseline skips that callback.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import robodistill as rd
+    from robodistill import teacher as teacher_module
+    from robodistill.runs import MetricsLog
+
+    single = teacher_module._SingleThreadedRollouts._on_rollout_start
+    rates = []
+    for on_rollout_start in (single, lambda self: None):
+        teacher_module._SingleThreadedRollouts._on_rollout_start = on_rollout_start
+        cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"teacher.total_timesteps={steps}",
+                                                                 f"teacher.checkpoint_every={10 * steps}"])
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                _, info = teacher_module.train_sb3(cfg, Path(tmp) / "teacher", MetricsLog(Path(tmp), tensorboard=False))
+        finally:
+            teacher_module._SingleThreadedRollouts._on_rollout_start = single
+        rates.append(info["steps_per_second"])
+    return rates[0], rates[1]
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     """Every throughput figure, each ratio repeated 3 times."""
     default_threads = torch.get_num_threads()
@@ -202,6 +232,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
         rows.append(row("student_updates_per_s_bf16", task, 64, float(np.mean([a for a, _ in pairs])),
                         float(np.mean([b for _, b in pairs])), unit="updates/s (bfloat16 vs float32)",
                         ratio_spread=spread(ratios)))
+    pairs = [teacher_speedup("quadruped", 16384 if quick else 40960) for _ in range(repeats)]
+    rows.append(row("teacher_ppo_env_steps_per_s", "quadruped", 64, float(np.mean([a for a, _ in pairs])),
+                    float(np.mean([b for _, b in pairs])), unit="env steps/s (vs torch's threads in rollouts)",
+                    ratio_spread=spread([a / b for a, b in pairs])))
     for task in (["pendulum"] if quick else ["pendulum", "hopper"]):
         pairs = [_sb3_ratio(task, 8, 8192 if quick else 32768) for _ in range(repeats)]
         ratios = [a / b for a, b in pairs]
