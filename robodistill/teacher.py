@@ -285,11 +285,12 @@ class _SingleThreadedRollouts(BaseCallback):
     def _on_rollout_end(self) -> None:
         self._scope.close()
 
-    def _on_training_end(self) -> None:
-        self._scope.close()
-
     def _on_step(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Restore torch's threads, also when training stopped inside a rollout."""
+        self._scope.close()
 
 
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
@@ -326,8 +327,12 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
-        callbacks = CallbackList([_SingleThreadedRollouts(env), callback])
-        model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=stage, reset_num_timesteps=not resume)
+        rollouts = _SingleThreadedRollouts(env)
+        try:
+            model.learn(total_timesteps=remaining, callback=CallbackList([rollouts, callback]), tb_log_name=stage,
+                        reset_num_timesteps=not resume)
+        finally:
+            rollouts.close()
         callback.save_checkpoint()
     wall = time.time() - t0
     policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)

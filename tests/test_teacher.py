@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import PENDULUM, TINY
 
@@ -35,3 +36,23 @@ def test_rollouts_run_torch_single_threaded_and_updates_on_every_thread(tmp_path
     finally:
         torch.set_num_threads(threads)
     assert seen == {"rollout": {1}, "update": {2}}
+
+
+def test_torch_threads_are_restored_when_training_stops_inside_a_rollout(tmp_path, monkeypatch) -> None:
+    import robodistill as rd
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import SB3VecEnv, train_sb3
+
+    def crash(self):  # noqa: ANN001, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SB3VecEnv, "step_wait", crash)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_sb3(rd.load_config(PENDULUM, overrides=[*TINY, "env.num_threads=2"]), tmp_path / "teacher",
+                      MetricsLog(tmp_path, tensorboard=False))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
