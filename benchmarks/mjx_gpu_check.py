@@ -1,9 +1,10 @@
 """A short MJX check for a lent GPU (a few minutes, where ``python -m benchmarks mjx`` needs longer).
 
 Run on the GPU machine from the repository root: ``python benchmarks/mjx_gpu_check.py [OUT_DIR]``. It prints the
-rows and writes them as ``benchmarks/results/mjx_gpu.json`` (and a copy in OUT_DIR, to fetch): env-steps/s of MJX against the C engine on every core (random actions, auto-reset,
-``benchmarks.mjx._env_rate``) for the hopper and the quadruped at B=1024 and 4096, and the quadruped's DAgger
-loop on MJX against MJX stepping alone (``benchmarks.throughput.dagger_ratio``) at B=1024.
+rows and writes them as ``benchmarks/results/mjx_gpu.json`` (and a copy in OUT_DIR, to fetch): env-steps/s of MJX
+against the C engine on every core (random actions, auto-reset, ``benchmarks.mjx._env_rate``) for the hopper and
+the quadruped at B=1024 and 4096, and the quadruped's DAgger loop on MJX against MJX stepping alone
+(``benchmarks.throughput.dagger_ratio``) at B=1024.
 """
 
 from __future__ import annotations

@@ -147,6 +147,9 @@ class Task:
             self.ranges[pname] = (float(lo), float(hi)) if randomize else (spec.nominal, spec.nominal)
         bounds = np.array(list(self.ranges.values()), dtype=float).reshape(-1, 2)
         self._lows, self._spans = bounds[:, :1], bounds[:, 1:] - bounds[:, :1]  # [P, 1] each, ``ranges`` order
+        half = 0.5 * self._spans[:, 0]  # [P]
+        self._mids = self._lows[:, 0] + half
+        self._inverse_halves = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)  # 0 for a point range
         self.mjcf_path = Path(mjcf) if mjcf is not None else Path(self.mjcf)
         if episode_length is not None:
             self.episode_length = episode_length
@@ -245,10 +248,8 @@ class Task:
         """Randomized parameters scaled to [-1, 1] over their ranges (0 where a range is a point): ``[B, P]``."""
         if not self.ranges:
             return xp.zeros((params_batch(params), 0))
-        half = 0.5 * self._spans[:, 0]  # [P]
-        inverse = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)
         values = xp.stack([params[p] for p in self.ranges], axis=-1)  # [B, P]
-        return (values - (self._lows[:, 0] + half)) * inverse
+        return (values - self._mids) * self._inverse_halves
 
 
 def params_batch(params: dict[str, Array]) -> int:
