@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, nargs="?", default=None, help="config file (not with --resume)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN",
                    help="continue RUN's teacher from its last SB3 checkpoint")
+    p.add_argument("--init", type=Path, default=None, metavar="TEACHER",
+                   help="start a new run from a teacher file or run (fine-tuning; PPO, same network)")
     _common(p)
 
     p = sub.add_parser("distill", help="distill a proprioceptive student from a teacher (DAgger)")
@@ -147,10 +149,14 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     from robodistill.teacher import train_teacher
 
     from robodistill.runs import MetricsLog
+    from robodistill.teacher import Teacher, check_init_teacher, resolve_teacher_path
 
+    init = None
     if args.resume is not None:
         if args.config is not None:
             raise UsageError("--resume RUN takes the config from RUN; do not give CONFIG")
+        if args.init is not None:
+            raise UsageError("--resume continues a run from its own checkpoint; --init starts a new one: give one")
         run = args.resume
         cfg = _load_run_config(run, args.overrides)
         if args.overrides:  # e.g. a longer budget or a new reward scale: the run records what it goes on with
@@ -161,9 +167,18 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         run = _new_run_dir(args.run_dir, cfg.task.name, "teacher")
+        if args.init is not None:
+            init_path = resolve_teacher_path(args.init)
+            init = Teacher.load(init_path)
+            _check_teacher_fits(cfg, init)
+            check_init_teacher(cfg, init)
         metrics = _open_run(run, cfg)
+        if init is not None:
+            log.info("starting from the teacher %s", init_path)
     t0 = time.time()
-    _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None)
+    _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None, init=init)
+    if init is not None:
+        info["teacher_init"] = str(init_path)
     update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
     metrics.close()
     print(run)

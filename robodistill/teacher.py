@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEACHER_FILE = "teacher.pt"
+INIT_OBS_COUNT = 1e6  # weight of a teacher file's observation statistics when a run starts from it
+RETURN_WARMUP_HORIZONS = 3  # discount horizons 1 / (1 - gamma) played to estimate the return statistics
 
 
 class SB3VecEnv(VecEnv):
@@ -295,10 +297,11 @@ class _SingleThreadedRollouts(BaseCallback):
 
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
               total_timesteps: int | None = None, stage: str = "teacher", resume: bool = False,
-              policy_file: Path | None = None) -> tuple[Teacher, dict[str, Any]]:
+              policy_file: Path | None = None, init: Teacher | None = None) -> tuple[Teacher, dict[str, Any]]:
     """Train SB3 PPO/SAC on one observation group as ``cfg.teacher`` says; returns the frozen policy module.
 
     With ``resume``, training continues from the SB3 checkpoint in ``out_dir`` up to the same total. With
+    ``init``, a new PPO run starts from that teacher (fine-tuning, see :func:`start_from_teacher`). With
     ``policy_file``, every checkpoint also (atomically) writes the policy so far there, ready for ``eval``.
     """
     from robodistill.env import env_from_config
@@ -318,6 +321,9 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
                                    gamma=tc.gamma)
         model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"))
+        if init is not None:
+            start_from_teacher(model, vecnorm, init)
+
     def publish(model: Any, norm: Any) -> None:
         with torch.random.fork_rng():  # building the module draws initial weights: keep SB3's stream untouched
             teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
@@ -359,6 +365,48 @@ def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:
                policy_kwargs=dict(net_arch=tc.net_arch), **common)
 
 
+def check_init_teacher(cfg: "Config", teacher: Teacher) -> None:
+    """Refuse to start ``cfg``'s PPO run from a teacher of another algorithm or network (a UsageError)."""
+    tc, spec = cfg.teacher, teacher.spec
+    if tc.algo != "ppo" or spec["algo"] != "ppo":
+        raise UsageError(f"--init needs PPO on both sides; the config trains {tc.algo}, the teacher is {spec['algo']}")
+    if list(spec["net_arch"]) != list(tc.net_arch) or spec["activation"] != "tanh":
+        raise UsageError(f"the teacher's network is {list(spec['net_arch'])} ({spec['activation']}), the config's "
+                         f"teacher.net_arch is {list(tc.net_arch)} (tanh); set teacher.net_arch to match")
+
+
+def start_from_teacher(model: Any, vecnorm: VecNormalize | None, teacher: Teacher) -> None:
+    """Put a teacher's actor, critic and observation statistics into a fresh SB3 PPO model (the inverse of
+    :func:`teacher_from_sb3`), then estimate the return statistics by running it.
+
+    A teacher file does not keep VecNormalize's return statistics, which scale PPO's value targets; the teacher
+    plays ``RETURN_WARMUP_HORIZONS`` discount horizons (not counted as training steps) to measure them. Adam's
+    moments start at zero. The observation statistics weigh as ``INIT_OBS_COUNT`` samples: fine-tuning refines
+    them rather than replacing them with its first batch.
+    """
+    policy = model.policy
+    with torch.no_grad():
+        policy.mlp_extractor.policy_net.load_state_dict(teacher.latent.state_dict())
+        policy.action_net.load_state_dict(teacher.mean_head.state_dict())
+        policy.log_std.copy_(teacher.log_std)
+        policy.mlp_extractor.value_net.load_state_dict(teacher.value_latent.state_dict())
+        policy.value_net.load_state_dict(teacher.value_head.state_dict())
+    if vecnorm is None:
+        return
+    if vecnorm.norm_obs:
+        vecnorm.obs_rms.mean = teacher.obs_mean.double().numpy().copy()
+        vecnorm.obs_rms.var = teacher.obs_var.double().numpy().copy()
+        vecnorm.obs_rms.count = INIT_OBS_COUNT
+    if vecnorm.norm_reward:
+        steps = round(RETURN_WARMUP_HORIZONS / (1.0 - model.gamma))
+        obs = vecnorm.reset()
+        for _ in range(steps):
+            actions, _ = model.predict(obs, deterministic=False)
+            obs, *_ = vecnorm.step(actions)
+        log.info("return statistics from %d steps of the initial teacher: std %.3g",
+                 steps * vecnorm.num_envs, float(np.sqrt(vecnorm.ret_rms.var)))
+
+
 def _tunable_hyperparameters(tc: Any) -> dict[str, Any]:
     """The config's SB3 hyperparameters that a resumed model takes over too (its network stays as saved)."""
     common = {"learning_rate": tc.learning_rate, "gamma": tc.gamma, "batch_size": tc.batch_size}
@@ -390,12 +438,13 @@ def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, tc: Any) -> tuple[Any, Vec
     return model, vecnorm
 
 
-def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog,
-                  resume: bool = False) -> tuple[Teacher, dict[str, Any]]:
-    """Train an SB3 teacher on the privileged observations as the config says; save it under ``RUN/teacher``."""
+def train_teacher(cfg: "Config", run_dir: Path, metrics: MetricsLog, resume: bool = False,
+                  init: Teacher | None = None) -> tuple[Teacher, dict[str, Any]]:
+    """Train an SB3 teacher on the privileged observations as the config says (from ``init``'s weights if
+    given); save it under ``RUN/teacher``."""
     out_dir = Path(run_dir) / "teacher"
     teacher, raw = train_sb3(cfg, out_dir, metrics, group="privileged", resume=resume,
-                             policy_file=out_dir / TEACHER_FILE)
+                             policy_file=out_dir / TEACHER_FILE, init=init)
     teacher.save(out_dir / TEACHER_FILE)
     info = {f"teacher_{k}": v for k, v in raw.items()}
     log.info("teacher trained: %d env steps in %.1f s (%.0f steps/s), training return %.1f",

@@ -82,6 +82,16 @@ def test_pipeline_smoke_then_eval_export_and_teacher_mismatch(tmp_path):
     assert d2["teacher_env_steps"] == summary["teacher_env_steps"] and "score" in d2
 
 
+def test_init_teacher_must_match_the_configs_network(tmp_path, tiny_teacher):
+    tiny_teacher.save(tmp_path / "teacher.pt")
+    _one_line_error(rd("train-teacher", PENDULUM, "--init", tmp_path / "teacher.pt", "--set", "teacher.net_arch=[16]",
+                       "--run-dir", tmp_path / "r"), "set teacher.net_arch to match")
+    _one_line_error(rd("train-teacher", PENDULUM, "--init", tmp_path / "missing.pt", "--run-dir", tmp_path / "r"),
+                    "teacher file not found")
+    _one_line_error(rd("train-teacher", "--resume", tmp_path, "--init", tmp_path / "teacher.pt"), "give one")
+    assert not (tmp_path / "r").exists()
+
+
 def test_teacher_of_another_shape_is_refused(tmp_path):
     from robodistill.teacher import Teacher
 

@@ -58,6 +58,13 @@ def test_overrides_are_typed_and_validated():
         config_from_dict({}, overrides=["distill.iterations"])
 
 
+def test_exponents_without_a_dot_are_numbers():
+    cfg = config_from_dict({"distill": {"learning_rate": "5e-4"}}, overrides=["teacher.learning_rate=1e-4"])
+    assert cfg.teacher.learning_rate == 1e-4 and cfg.distill.learning_rate == 5e-4
+    with pytest.raises(ConfigError, match="expected a number"):
+        config_from_dict({}, overrides=["teacher.learning_rate=fast"])
+
+
 def test_broken_and_missing_files(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("task: {name: pendulum\nenv: [")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import PENDULUM, TINY
@@ -56,3 +58,17 @@ def test_torch_threads_are_restored_when_training_stops_inside_a_rollout(tmp_pat
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_run_started_from_a_teacher_keeps_its_policy_and_observation_statistics(tiny_cfg, tiny_teacher,
+                                                                                 tmp_path) -> None:
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import train_sb3
+
+    cfg = tiny_cfg.replace(teacher=dataclasses.replace(tiny_cfg.teacher, learning_rate=0.0))
+    tuned, _ = train_sb3(cfg, tmp_path / "teacher", MetricsLog(tmp_path, tensorboard=False), init=tiny_teacher)
+    for name, value in tiny_teacher.state_dict().items():
+        if name in ("obs_mean", "obs_var"):  # refined by the new run's observations, weighted as a million
+            assert torch.allclose(tuned.state_dict()[name], value, rtol=0.02, atol=1e-3), name
+        else:  # a zero learning rate leaves the network exactly as the teacher had it
+            assert torch.equal(tuned.state_dict()[name], value), name
