@@ -143,15 +143,12 @@ def _run_student_path(run: Path) -> Path:
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    """``train-teacher CONFIG``."""
+    """``train-teacher CONFIG [--init TEACHER]`` or ``train-teacher --resume RUN``."""
     from robodistill.config import load_config
-    from robodistill.runs import update_summary
-    from robodistill.teacher import train_teacher
+    from robodistill.runs import MetricsLog, update_summary
+    from robodistill.teacher import Teacher, check_init_teacher, resolve_teacher_path, train_teacher
 
-    from robodistill.runs import MetricsLog
-    from robodistill.teacher import Teacher, check_init_teacher, resolve_teacher_path
-
-    init = None
+    init, init_path = None, None
     if args.resume is not None:
         if args.config is not None:
             raise UsageError("--resume RUN takes the config from RUN; do not give CONFIG")
@@ -177,7 +174,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             log.info("starting from the teacher %s", init_path)
     t0 = time.time()
     _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None, init=init)
-    if init is not None:
+    if init_path is not None:
         info["teacher_init"] = str(init_path)
     update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
     metrics.close()
