@@ -52,6 +52,16 @@ def test_on_policy_buffer_forgets_each_iteration():
     assert len(buf) == 5 and buf.sample(50)["x"].min() == 1.0
 
 
+def test_buffer_checkpoint_holds_the_samples_not_the_capacity(tmp_path):
+    buf = AggregationBuffer(10_000, {"x": (64,)})
+    buf.add(x=torch.ones(100, 64))
+    torch.save(buf.state_dict(), tmp_path / "buffer.pt")
+    assert (tmp_path / "buffer.pt").stat().st_size < 100 * 64 * 4 * 2  # 100 rows, not 10,000
+    restored = AggregationBuffer(10_000, {"x": (64,)})
+    restored.load_state_dict(torch.load(tmp_path / "buffer.pt"))
+    assert len(restored) == 100 and torch.equal(restored.data["x"][:100], buf.data["x"][:100])
+
+
 def test_mse_loss_is_zero_when_equal():
     m, s = torch.randn(5, 2), torch.rand(5, 2) + 0.1
     assert distillation_loss("mse", m, s, m, s).item() == 0.0

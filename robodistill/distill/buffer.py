@@ -72,8 +72,12 @@ class AggregationBuffer:
         return {k: v[idx] for k, v in self.data.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """Contents and counters (for checkpoints)."""
-        return {"data": {k: v[: self.size].cpu() for k, v in self.data.items()}, "size": self.size,
+        """Contents and counters (for checkpoints): the stored samples only, not the empty capacity.
+
+        A slice is a view, and ``torch.save`` writes a view's whole storage: the clone keeps a checkpoint of a
+        quarter-full buffer a quarter of its capacity.
+        """
+        return {"data": {k: v[: self.size].clone().cpu() for k, v in self.data.items()}, "size": self.size,
                 "cursor": self.cursor, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
