@@ -220,4 +220,4 @@ def test_dagger_runner_lives_on_the_environment_device(tiny_cfg, tiny_teacher, t
     assert all(t.device == device for t in runner.buffer.data.values())
     assert all(p.device == device for p in runner.student.parameters())
     assert all(p.device == device for p in tiny_teacher.parameters())
-    assert runner.obs["proprio"].device == device and len(runner.buffer) == 16 * 20
+    assert runner.obs["proprio"].device == device and runner.buffer_samples == 16 * 20

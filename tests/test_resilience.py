@@ -66,6 +66,9 @@ def test_corrupted_or_mismatched_checkpoint_exits_2(trained_teacher_file, tmp_pa
     mismatch = subprocess.run(_cmd("distill", "--resume", run, "--set", "student.history=3"),
                               capture_output=True, text=True, timeout=300)
     assert mismatch.returncode == 2 and "does not fit the config: student history" in mismatch.stderr
+    longer = subprocess.run(_cmd("distill", "--resume", run, "--set", "distill.steps_per_iteration=30"),
+                            capture_output=True, text=True, timeout=300)
+    assert longer.returncode == 2 and "stores its buffer rows as" in longer.stderr
     ckpt = run / "student" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short on disk
     cut = subprocess.run(_cmd("distill", "--resume", run), capture_output=True, text=True, timeout=300)

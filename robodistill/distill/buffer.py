@@ -64,11 +64,15 @@ class AggregationBuffer:
         self.seen += n
         return slots
 
-    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """A uniform minibatch (with replacement) of the stored samples."""
+    def sample_rows(self, batch_size: int) -> torch.Tensor:
+        """Indices ``[batch_size]`` of stored rows, uniform with replacement."""
         if self.size == 0:
             raise RuntimeError("sampling from an empty buffer")
-        idx = torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)
+        return torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """A uniform minibatch (with replacement) of the stored rows."""
+        idx = self.sample_rows(batch_size)
         return {k: v[idx] for k, v in self.data.items()}
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from robodistill.distill import distributed
 from robodistill.distill.algorithm import beta_at, distillation_loss, exploration_action, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
+from robodistill.distill.layouts import SequenceLayout, WindowLayout
 from robodistill.env import env_from_config
 from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
@@ -79,22 +80,31 @@ class DaggerRunner:
         self.update_dtype = update_dtype(dc.update_precision, self.device)
         # windowed students learn from single steps (their state is the window); recurrent ones from sequences
         self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
-        a, length = self.env.action_dim, self.seq_len
-        step_shapes = {"obs": (self.env.obs_dims["proprio"],), "state0": self.student.state_shape, "starts": (),
-                       "teacher_mean": (a,), "teacher_std": (a,), "teacher_value": ()}  # per env and step
-        # the buffer holds sequences of L steps, with the student's state at the first; the rollout one iteration
         b, t = self.env.num_envs, dc.steps_per_iteration
+        self.layout = (SequenceLayout(self.seq_len, t) if self.student.recurrent
+                       else WindowLayout(self.student.history, t))
+        a = self.env.action_dim
+        step_shapes = {"obs": (self.env.obs_dims["proprio"],), "starts": (), "teacher_mean": (a,),
+                       "teacher_std": (a,), "teacher_value": ()}  # per env and step
         self.buffer = AggregationBuffer(
-            max(1, dc.buffer_capacity // length),
-            {k: s if k == "state0" else (length, *s) for k, s in step_shapes.items()},
+            max(1, dc.buffer_capacity // self.layout.steps_per_row),
+            self.layout.row_shapes(step_shapes, self.student.state_shape),
             mode=dc.buffer_mode, generator=self.gen, device=self.device)
         self.rollout = {k: torch.zeros((b, t, *s), device=self.device) for k, s in step_shapes.items()}  # [B, T, ...]
+        # the student's state where each buffer row begins [B, T / steps_per_row, *state]
+        self.rollout_state0 = torch.zeros((b, t // self.layout.state_every, *self.student.state_shape),
+                                          device=self.device)
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
         self.obs: dict[str, torch.Tensor] | None = None
         self.state: torch.Tensor | None = None
         self.starts: torch.Tensor | None = None
+
+    @property
+    def buffer_samples(self) -> int:
+        """Steps held in the aggregation buffer."""
+        return len(self.buffer) * self.layout.steps_per_row
 
     def start(self) -> None:
         """Reset every environment and the student's state: each environment starts an episode."""
@@ -104,7 +114,7 @@ class DaggerRunner:
 
     def collect(self, beta: float) -> dict[str, float]:
         """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
-        every visited state gets the teacher's label, stored as sequences of ``seq_len`` steps."""
+        every visited state gets the teacher's label, stored in the buffer as ``self.layout`` arranges it."""
         dc = self.cfg.distill
         obs, state, starts = self.obs, self.state, self.starts
         rollout = self.rollout
@@ -118,9 +128,10 @@ class DaggerRunner:
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
                     teacher_mean = executed
                 teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
-                for key, value in (("obs", obs["proprio"]), ("state0", state), ("starts", starts),
-                                   ("teacher_mean", teacher_mean), ("teacher_std", teacher_std),
-                                   ("teacher_value", teacher_value)):
+                if t % self.layout.state_every == 0:
+                    self.rollout_state0[:, t // self.layout.state_every] = state
+                for key, value in (("obs", obs["proprio"]), ("starts", starts), ("teacher_mean", teacher_mean),
+                                   ("teacher_std", teacher_std), ("teacher_value", teacher_value)):
                     rollout[key][:, t] = value
                 student_action = exploration_action(mean, std, dc.exploration, dc.exploration_std, self.gen)
                 action, used = mix_actions(student_action, executed, beta, self.gen)
@@ -129,31 +140,20 @@ class DaggerRunner:
                 starts = terminated | truncated
                 state = self.student.reset_state(next_state, starts)
         self.obs, self.state, self.starts = obs, state, starts
-        self.buffer.add(**self._chunk(rollout))
+        self.buffer.add(**self.layout.pack(rollout, self.rollout_state0))
         self.student.normalizer.merge(*distributed.global_moments(rollout["obs"].flatten(0, 1)))
         n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
         self.labels += n
         return {"teacher_action_fraction": float(teacher_steps) / n}
 
-    def _chunk(self, rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Cut ``T`` steps of ``B`` environments into ``B * T / L`` sequences of length ``L`` (views)."""
-        length = self.seq_len
-        out = {}
-        for key, x in rollout.items():  # [B, T, ...]
-            b, t = x.shape[:2]
-            x = x.reshape(b, t // length, length, *x.shape[2:]).flatten(0, 1)  # [B * T / L, L, ...]
-            out[key] = x[:, 0] if key == "state0" else x
-        return out
-
     def update(self) -> float:
         """``updates_per_iteration`` minibatch steps on the aggregate; returns the mean loss."""
         dc = self.cfg.distill
         self.student.train()
-        batch_seqs = max(1, dc.batch_size // self.seq_len)
         losses = torch.zeros(dc.updates_per_iteration, device=self.device)
         for k in range(dc.updates_per_iteration):
-            batch = self.buffer.sample(batch_seqs)
+            batch = self.layout.sample(self.buffer, dc.batch_size)
             with torch.autocast(self.device.type, dtype=self.update_dtype,
                                 enabled=self.update_dtype != torch.float32):
                 mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
@@ -199,6 +199,11 @@ class DaggerRunner:
             k = mismatched[0]
             raise UsageError(f"checkpoint {path} does not fit the config: student {k} is {ckpt['spec'].get(k)!r} "
                              f"in the checkpoint but {self.student.spec.get(k)!r} in the config")
+        stored = {k: tuple(v.shape[1:]) for k, v in ckpt["buffer"]["data"].items()}
+        expected = {k: tuple(v.shape[1:]) for k, v in self.buffer.data.items()}
+        if stored != expected:
+            raise UsageError(f"checkpoint {path} stores its buffer rows as {stored}, the config needs {expected} "
+                             "(another distill.steps_per_iteration, or an older robodistill); start a new run")
         self.student.load_state_dict(ckpt["student"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.buffer.load_state_dict(ckpt["buffer"])
@@ -229,7 +234,7 @@ class DaggerRunner:
             stats = self.collect(beta)
             loss = self.update()
             self.iteration += 1
-            record: dict[str, Any] = {"loss": loss, "beta": beta, "buffer_size": len(self.buffer),
+            record: dict[str, Any] = {"loss": loss, "beta": beta, "buffer_size": self.buffer_samples,
                                       "env_steps": self.env_steps * self.world_size,
                                       "labels": self.labels * self.world_size, **stats,
                                       "physics_faults": self.env.physics_faults}
