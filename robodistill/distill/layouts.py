@@ -77,13 +77,17 @@ class WindowLayout:
     def gather(self, buffer: AggregationBuffer, rows: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
         """Step ``step [N]`` of buffer rows ``rows [N]``, each with the window before it, as a minibatch."""
         h, t, data = self.history, self.steps, buffer.data
-        flat = data["ext"].view(-1, data["ext"].shape[-1])  # [capacity * (H + T), Dp]
-        at = (rows * (h + t) + step)[:, None] + torch.arange(h + 1, device=buffer.device)  # [N, H + 1]
-        seen = flat[at]  # the window and the newest observation [N, H + 1, Dp]
+        n, obs_dim = rows.shape[0], data["ext"].shape[-1]
+        at = (rows * (h + t) + step)[:, None] + torch.arange(h + 1, device=buffer.device)  # [N, H + 1] into ext
+        seen = data["ext"].view(-1, obs_dim).index_select(0, at.view(-1)).view(n, h + 1, obs_dim)  # window, newest
+        flat = rows * t + step  # [N] into the per-step fields
+
+        def pick(key: str) -> torch.Tensor:  # [capacity, T, ...] -> [N, 1, ...]
+            return data[key].flatten(0, 1).index_select(0, flat).unsqueeze(1)
+
         # entries from before the step's episode began are zeros, as the student's reset state had them
-        last = data["last_start"][rows, step].long()  # [N]
+        last = pick("last_start")[:, 0].long()  # [N]
         first_kept = torch.where(last >= 0, h + last, 0)  # ext index of the oldest entry of this episode
         kept = (step[:, None] + torch.arange(h, device=buffer.device)) >= first_kept[:, None]  # [N, H]
-        batch = {"obs": seen[:, h:], "state0": seen[:, :h] * kept[..., None],
-                 "starts": data["starts"][rows, step][:, None]}
-        return {**batch, **{k: data[k][rows, step][:, None] for k in LABELS}}
+        batch = {"obs": seen[:, h:], "state0": seen[:, :h] * kept[..., None], "starts": pick("starts")}
+        return {**batch, **{k: pick(k) for k in LABELS}}
