@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TEACHER_FILE = "teacher.pt"
 INIT_OBS_COUNT = 1e6  # weight of a teacher file's observation statistics when a run starts from it
 RETURN_WARMUP_HORIZONS = 3  # discount horizons 1 / (1 - gamma) played to estimate the return statistics
+RETURN_WARMUP_MAX_STEPS = 1000  # per environment, however long the horizon
 
 
 class SB3VecEnv(VecEnv):
@@ -373,6 +374,10 @@ def check_init_teacher(cfg: "Config", teacher: Teacher) -> None:
     if list(spec["net_arch"]) != list(tc.net_arch) or spec["activation"] != "tanh":
         raise UsageError(f"the teacher's network is {list(spec['net_arch'])} ({spec['activation']}), the config's "
                          f"teacher.net_arch is {list(tc.net_arch)} (tanh); set teacher.net_arch to match")
+    normalized = float(spec["epsilon"]) > 0.0  # teacher_from_sb3 writes 0 where observations were not normalized
+    if normalized != tc.normalize_obs:
+        raise UsageError(f"the teacher was trained {'with' if normalized else 'without'} observation normalization; "
+                         f"set teacher.normalize_obs={str(normalized).lower()}")
 
 
 def start_from_teacher(model: Any, vecnorm: VecNormalize | None, teacher: Teacher) -> None:
@@ -380,7 +385,8 @@ def start_from_teacher(model: Any, vecnorm: VecNormalize | None, teacher: Teache
     :func:`teacher_from_sb3`), then estimate the return statistics by running it.
 
     A teacher file does not keep VecNormalize's return statistics, which scale PPO's value targets; the teacher
-    plays ``RETURN_WARMUP_HORIZONS`` discount horizons (not counted as training steps) to measure them. Adam's
+    plays ``RETURN_WARMUP_HORIZONS`` discount horizons (at most ``RETURN_WARMUP_MAX_STEPS``; not counted as
+    training steps) to measure them. Adam's
     moments start at zero. The observation statistics weigh as ``INIT_OBS_COUNT`` samples: fine-tuning refines
     them rather than replacing them with its first batch.
     """
@@ -398,7 +404,8 @@ def start_from_teacher(model: Any, vecnorm: VecNormalize | None, teacher: Teache
         vecnorm.obs_rms.var = teacher.obs_var.double().numpy().copy()
         vecnorm.obs_rms.count = INIT_OBS_COUNT
     if vecnorm.norm_reward:
-        steps = round(RETURN_WARMUP_HORIZONS / (1.0 - model.gamma))
+        horizon = 1.0 / (1.0 - model.gamma) if model.gamma < 1.0 else float("inf")
+        steps = int(min(RETURN_WARMUP_HORIZONS * horizon, RETURN_WARMUP_MAX_STEPS))
         obs = vecnorm.reset()
         for _ in range(steps):
             actions, _ = model.predict(obs, deterministic=False)

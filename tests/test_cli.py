@@ -86,6 +86,8 @@ def test_init_teacher_must_match_the_configs_network(tmp_path, tiny_teacher):
     tiny_teacher.save(tmp_path / "teacher.pt")
     _one_line_error(rd("train-teacher", PENDULUM, "--init", tmp_path / "teacher.pt", "--set", "teacher.net_arch=[16]",
                        "--run-dir", tmp_path / "r"), "set teacher.net_arch to match")
+    _one_line_error(rd("train-teacher", PENDULUM, "--init", tmp_path / "teacher.pt", "--set",
+                       "teacher.normalize_obs=false", "--run-dir", tmp_path / "r"), "set teacher.normalize_obs=true")
     _one_line_error(rd("train-teacher", PENDULUM, "--init", tmp_path / "missing.pt", "--run-dir", tmp_path / "r"),
                     "teacher file not found")
     _one_line_error(rd("train-teacher", "--resume", tmp_path, "--init", tmp_path / "teacher.pt"), "give one")

@@ -78,10 +78,10 @@ class AggregationBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Contents and counters (for checkpoints): the stored samples only, not the empty capacity.
 
-        A slice is a view, and ``torch.save`` writes a view's whole storage: the clone keeps a checkpoint of a
-        quarter-full buffer a quarter of its capacity.
+        A slice is a view, and ``torch.save`` writes a view's whole storage: the copy keeps a checkpoint of a
+        quarter-full buffer a quarter of its capacity (made on the host, never a second copy on a GPU).
         """
-        return {"data": {k: v[: self.size].clone().cpu() for k, v in self.data.items()}, "size": self.size,
+        return {"data": {k: v[: self.size].to("cpu", copy=True) for k, v in self.data.items()}, "size": self.size,
                 "cursor": self.cursor, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
