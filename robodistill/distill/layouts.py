@@ -24,10 +24,9 @@ LABELS = ("teacher_mean", "teacher_std", "teacher_value")
 class SequenceLayout:
     """Rows of ``length`` consecutive steps, the student's state stored at the first (truncated BPTT)."""
 
-    def __init__(self, length: int, steps: int) -> None:
-        self.length, self.steps = length, steps
-        self.steps_per_row = length
-        self.state_every = length  # the rollout records the state at every row's first step
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.steps_per_row = length  # the rollout records the student's state at every row's first step
 
     def row_shapes(self, step_shapes: dict[str, tuple[int, ...]], state_shape: tuple[int, ...]) -> dict:
         """Shape of each buffer field per row."""
@@ -51,8 +50,7 @@ class WindowLayout:
 
     def __init__(self, history: int, steps: int) -> None:
         self.history, self.steps = history, steps
-        self.steps_per_row = steps
-        self.state_every = steps  # only the window before the rollout is recorded
+        self.steps_per_row = steps  # only the window before the rollout is recorded
 
     def row_shapes(self, step_shapes: dict[str, tuple[int, ...]], state_shape: tuple[int, ...]) -> dict:
         """Shape of each buffer field per row."""

@@ -78,10 +78,9 @@ class DaggerRunner:
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate,
                                           fused=self.device.type in ("cpu", "cuda"))
         self.update_dtype = update_dtype(dc.update_precision, self.device)
-        # windowed students learn from single steps (their state is the window); recurrent ones from sequences
-        self.seq_len = cfg.student.bptt_length if self.student.recurrent else 1
+        # recurrent students learn from stored sequences; windowed ones from single steps, windows cut from rollouts
         b, t = self.env.num_envs, dc.steps_per_iteration
-        self.layout = (SequenceLayout(self.seq_len, t) if self.student.recurrent
+        self.layout = (SequenceLayout(cfg.student.bptt_length) if self.student.recurrent
                        else WindowLayout(self.student.history, t))
         a = self.env.action_dim
         step_shapes = {"obs": (self.env.obs_dims["proprio"],), "starts": (), "teacher_mean": (a,),
@@ -92,7 +91,7 @@ class DaggerRunner:
             mode=dc.buffer_mode, generator=self.gen, device=self.device)
         self.rollout = {k: torch.zeros((b, t, *s), device=self.device) for k, s in step_shapes.items()}  # [B, T, ...]
         # the student's state where each buffer row begins [B, T / steps_per_row, *state]
-        self.rollout_state0 = torch.zeros((b, t // self.layout.state_every, *self.student.state_shape),
+        self.rollout_state0 = torch.zeros((b, t // self.layout.steps_per_row, *self.student.state_shape),
                                           device=self.device)
         self.iteration = 0
         self.env_steps = 0
@@ -128,8 +127,8 @@ class DaggerRunner:
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
                     teacher_mean = executed
                 teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
-                if t % self.layout.state_every == 0:
-                    self.rollout_state0[:, t // self.layout.state_every] = state
+                if t % self.layout.steps_per_row == 0:
+                    self.rollout_state0[:, t // self.layout.steps_per_row] = state
                 for key, value in (("obs", obs["proprio"]), ("starts", starts), ("teacher_mean", teacher_mean),
                                    ("teacher_std", teacher_std), ("teacher_value", teacher_value)):
                     rollout[key][:, t] = value
