@@ -386,9 +386,8 @@ def start_from_teacher(model: Any, vecnorm: VecNormalize | None, teacher: Teache
 
     A teacher file does not keep VecNormalize's return statistics, which scale PPO's value targets; the teacher
     plays ``RETURN_WARMUP_HORIZONS`` discount horizons (at most ``RETURN_WARMUP_MAX_STEPS``; not counted as
-    training steps) to measure them. Adam's
-    moments start at zero. The observation statistics weigh as ``INIT_OBS_COUNT`` samples: fine-tuning refines
-    them rather than replacing them with its first batch.
+    training steps) to measure them. Adam's moments start at zero. The observation statistics weigh as
+    ``INIT_OBS_COUNT`` samples: fine-tuning refines them rather than replacing them with its first batch.
     """
     policy = model.policy
     with torch.no_grad():
