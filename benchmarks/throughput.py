@@ -2,7 +2,8 @@
 
 - backend: env-steps/s of ``make_env(task, B)`` vs ``mujoco.rollout`` stepping exactly the physics the backend
   stepped (each control step's start state and controls, the same models and threads) in one call with no Python
-  around it (physics steps/s, ratio = backend / ceiling);
+  around it (physics steps/s, ratio = backend / ceiling); under random actions (the hopper falls within about 8
+  control steps, so resets dominate) and, at B=64, under the shipped teachers' actions;
 - dagger: env-steps/s of the DAgger loop (collection with student and teacher forward passes, buffer, updates)
   vs stepping the same environments with random actions only;
 - updates: the student's supervised updates in bfloat16 vs float32 (``distill.update_precision``);
@@ -31,29 +32,41 @@ from benchmarks.common import ROOT, row, spread
 TASKS = ["pendulum", "hopper", "quadruped"]
 
 
-def _backend_ratio(task: str, batch: int, control_steps: int) -> tuple[float, float]:
+def _backend_ratio(task: str, batch: int, control_steps: int, policy: Any = None) -> tuple[float, float]:
     """(backend physics steps/s, rollout ceiling physics steps/s) for one batch size.
 
-    The ceiling steps exactly the physics the backend stepped: every (control step, environment) pair becomes
-    one rollout of ``decimation`` steps from the state that step started in (resets included), with the controls
-    the backend applied, all in a single ``mujoco.rollout`` call with no Python between them.
+    Actions are uniform random, or ``policy``'s (a :class:`Teacher` acting on the privileged observation; its
+    forward passes are not timed). The ceiling steps exactly the physics the backend stepped: every (control
+    step, environment) pair becomes one rollout of ``decimation`` steps from the state that step started in
+    (resets included), with the controls the backend applied, all in a single ``mujoco.rollout`` call with no
+    Python between them.
     """
     import robodistill as rd
 
     env = rd.make_env(task, batch, seed=0, num_threads=2)
-    env.reset()
+    obs = env.reset()
     backend = env.backend
     dec = backend.task.decimation
-    actions = torch.rand(control_steps, batch, env.action_dim) * 2 - 1
-    env.step(actions[0])  # warm-up
+    random_actions = torch.rand(control_steps + 1, batch, env.action_dim) * 2 - 1
+
+    def action(k: int) -> torch.Tensor:
+        if policy is None:
+            return random_actions[k]
+        with torch.no_grad():
+            return policy.act(obs["privileged"])
+
+    obs = env.step(action(control_steps))[0]  # warm-up
     starts = np.empty((control_steps, batch, backend.state.shape[1]))
     controls = np.empty((control_steps, batch, dec, env.action_dim))
-    t0 = time.perf_counter()
+    stepping = 0.0
     for k in range(control_steps):
         starts[k] = backend.state  # (a push, once per episode, is applied inside the step and not replayed)
-        env.step(actions[k])
+        act = action(k)
+        t0 = time.perf_counter()
+        obs = env.step(act)[0]
+        stepping += time.perf_counter() - t0
         controls[k] = backend._ctrl
-    env_rate = batch * control_steps * dec / (time.perf_counter() - t0)
+    env_rate = batch * control_steps * dec / stepping
 
     nthread = max(1, min(2, batch))
     datas = [mujoco.MjData(backend.model) for _ in range(nthread)]
@@ -219,6 +232,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
             value, base = float(np.mean([a for a, _ in pairs])), float(np.mean([b for _, b in pairs]))
             rows.append(row("backend_physics_steps_per_s", task, batch, value, base, unit="physics steps/s",
                             ratio_spread=spread(ratios)))
+    from robodistill.teacher import Teacher
+
+    for task in ("hopper", "quadruped"):  # the shipped teachers' actions: episodes as long as training sees them
+        teacher = Teacher.load(ROOT / "assets" / "teachers" / task)
+        steps = 4000 // 64 if quick else 20000 // 64
+        pairs = [_backend_ratio(task, 64, steps, policy=teacher) for _ in range(repeats)]
+        rows.append(row("backend_physics_steps_per_s_teacher", task, 64, float(np.mean([a for a, _ in pairs])),
+                        float(np.mean([b for _, b in pairs])), unit="physics steps/s (shipped teacher's actions)",
+                        ratio_spread=spread([a / b for a, b in pairs])))
     torch.set_num_threads(default_threads)  # the DAgger loop as users run it
     for task in TASKS:
         batch = 64
