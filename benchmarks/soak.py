@@ -42,7 +42,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             runner.iteration += 1
             runner.save()
             rss.append(_rss_mib())
-        runner.env.close()
+        runner.close()
     growth = (rss[-1] - rss[warmup]) / rss[warmup]
     return [row("soak_rss_growth_after_warmup", "pendulum", 32, growth, unit="fraction",
                 iterations=iterations, warmup=warmup, rss_mib_start=rss[warmup], rss_mib_end=rss[-1],

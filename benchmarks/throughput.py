@@ -105,7 +105,7 @@ def _dagger_runner(task: str, batch: int, backend: str = "mujoco") -> Iterator[A
         try:
             yield runner
         finally:
-            runner.env.close()
+            runner.close()
 
 
 def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:

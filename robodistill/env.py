@@ -50,6 +50,11 @@ class BatchedEnv:
         """Number of environments reset because their physics diverged, since construction."""
         return self.backend.physics_faults
 
+    @property
+    def physics_threads_share_torch_cores(self) -> bool:
+        """Whether this environment's physics runs on several threads of the CPU that torch computes on."""
+        return self.device.type == "cpu" and getattr(self.backend, "num_threads", 1) >= 2
+
     @contextlib.contextmanager
     def torch_single_threaded(self) -> Iterator[None]:
         """Torch on one thread while the C engine's physics threads step this environment.
@@ -58,7 +63,7 @@ class BatchedEnv:
         forward passes at these batch sizes gain little from a second thread (BENCHMARKS.md). Elsewhere a no-op.
         """
         threads = torch.get_num_threads()
-        if self.device.type != "cpu" or getattr(self.backend, "num_threads", 1) < 2 or threads == 1:
+        if not self.physics_threads_share_torch_cores or threads == 1:
             yield
             return
         torch.set_num_threads(1)

@@ -215,6 +215,45 @@ def test_labels_are_the_executed_teacher_actions(tiny_cfg, tiny_teacher, tmp_pat
     assert raw.buffer.data["teacher_mean"][:n].max() > 2.0
 
 
+def test_concurrent_labels_fill_the_buffer_exactly_as_labels_in_turn(tiny_cfg, tiny_teacher, tmp_path):
+    """The teacher labelling on a helper thread beside the student's forward pass changes nothing but the time."""
+    import dataclasses
+
+    from robodistill.distill.labeler import Labeler
+
+    cfg = tiny_cfg.replace(env=dataclasses.replace(tiny_cfg.env, num_threads=2),
+                           distill=dataclasses.replace(tiny_cfg.distill, value_loss_coef=0.5))
+    buffers = {}
+    for concurrent in (True, False):
+        runner = _runner(cfg, tiny_teacher, tmp_path / str(concurrent))
+        runner.labeler.close()
+        runner.labeler = Labeler(tiny_teacher, with_value=True, concurrent=concurrent)
+        for beta in (1.0, 0.5):
+            runner.collect(beta)
+        runner.close()
+        buffers[concurrent] = {k: v[: len(runner.buffer)] for k, v in runner.buffer.data.items()}
+    assert buffers[True]["teacher_value"].abs().sum() > 0  # the values were labelled too
+    for key, stored in buffers[False].items():
+        assert torch.equal(buffers[True][key], stored), key
+
+
+def test_labels_go_to_a_helper_thread_only_where_it_pays(tiny_teacher):
+    import robodistill as rd
+    from robodistill.distill.labeler import Labeler
+    from robodistill.teacher import Teacher
+
+    spec = {**tiny_teacher.spec, "net_arch": [512, 256, 128]}
+    large = Teacher(spec)
+    threaded, single = rd.make_env("pendulum", 64, num_threads=2), rd.make_env("pendulum", 64, num_threads=1)
+    try:
+        assert not Labeler.worth_a_thread(tiny_teacher, threaded)  # a small teacher: the hand-over costs more
+        assert not Labeler.worth_a_thread(large, single)  # the physics does not leave torch a core
+        assert Labeler.worth_a_thread(large, threaded) == (torch.get_num_threads() > 1)
+    finally:
+        threaded.close()
+        single.close()
+
+
 def test_windowed_buffer_gives_back_exactly_the_windows_the_student_saw(tiny_cfg, tiny_teacher, tmp_path):
     """Rows hold observations once; the window cut out at sampling equals the student's state at that step,
     episode starts inside a rollout and windows reaching into the previous rollout included."""

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from robodistill.distill import distributed
 from robodistill.distill.algorithm import beta_at, distillation_loss, exploration_action, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
+from robodistill.distill.labeler import Labeler
 from robodistill.distill.layouts import SequenceLayout, WindowLayout
 from robodistill.env import env_from_config
 from robodistill.errors import UsageError
@@ -93,6 +94,8 @@ class DaggerRunner:
         # the student's state where each buffer row begins [B, T / steps_per_row, *state]
         self.rollout_state0 = torch.zeros((b, t // self.layout.steps_per_row, *self.student.state_shape),
                                           device=self.device)
+        self.labeler = Labeler(teacher, with_value=dc.value_loss_coef > 0,
+                               concurrent=Labeler.worth_a_thread(teacher, self.env))
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
@@ -118,15 +121,14 @@ class DaggerRunner:
         obs, state, starts = self.obs, self.state, self.starts
         rollout = self.rollout
         teacher_steps = 0
-        no_value = torch.zeros(self.env.num_envs, device=self.device)
         with torch.no_grad(), self.env.torch_single_threaded():
             for t in range(dc.steps_per_iteration):
+                labels = self.labeler.submit(obs["privileged"])
                 mean, std, _, next_state = self.student(obs["proprio"], state)
-                teacher_mean, teacher_std = self.teacher(obs["privileged"])
+                teacher_mean, teacher_std, teacher_value = labels.result()
                 executed = torch.clamp(teacher_mean, -1.0, 1.0)
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
                     teacher_mean = executed
-                teacher_value = self.teacher.value(obs["privileged"]) if dc.value_loss_coef > 0 else no_value
                 if t % self.layout.steps_per_row == 0:
                     self.rollout_state0[:, t // self.layout.steps_per_row] = state
                 for key, value in (("obs", obs["proprio"]), ("starts", starts), ("teacher_mean", teacher_mean),
@@ -169,6 +171,11 @@ class DaggerRunner:
             losses[k] = loss.detach()  # no sync per update
         self.student.eval()
         return float(losses.mean())
+
+    def close(self) -> None:
+        """Release the environments' threads and the labeler's."""
+        self.env.close()
+        self.labeler.close()
 
     def save(self, final: bool = False) -> None:
         """Atomic checkpoint of everything needed to resume, then the student (rank 0 only)."""
@@ -253,7 +260,7 @@ class DaggerRunner:
                 break
         bar.close()
         self.save(final=True)
-        self.env.close()
+        self.close()
         wall = time.time() - t0
         if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
             result, score = evaluator.evaluate(StudentPolicy(self.student))
