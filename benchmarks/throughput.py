@@ -8,7 +8,7 @@
   vs stepping the same environments with random actions only;
 - updates: the student's supervised updates in bfloat16 vs float32 (``distill.update_precision``);
 - teacher: the quadruped teacher's PPO training as ``train_sb3`` runs it (torch on one thread during rollouts)
-  vs with torch's default threads throughout;
+  vs with torch's default threads throughout; and with ``teacher.update_precision=bfloat16`` vs float32;
 - sb3: the teacher's SB3 PPO env-steps/s on the batched adapter vs SB3 with its own ``SubprocVecEnv`` over the
   registered gymnasium environment, same number of environments and hyperparameters.
 
@@ -190,11 +190,8 @@ def _sb3_ratio(task: str, num_envs: int, steps: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def teacher_speedup(task: str, steps: int) -> tuple[float, float]:
-    """(teacher PPO env-steps/s as ``train_sb3`` runs it, the same with torch's default threads in the rollouts).
-
-    ``train_sb3`` runs torch on one thread while SB3 collects rollouts; the baseline skips that callback.
-    """
+def _teacher_rate(task: str, steps: int, overrides: list[str], torch_threads_in_rollouts: bool = False) -> float:
+    """Teacher PPO env-steps/s as ``train_sb3`` runs it (optionally with torch's default threads in the rollouts)."""
     import tempfile
     from pathlib import Path
 
@@ -202,19 +199,32 @@ def teacher_speedup(task: str, steps: int) -> tuple[float, float]:
     from robodistill import teacher as teacher_module
     from robodistill.runs import MetricsLog
 
-    single = teacher_module._SingleThreadedRollouts._on_rollout_start
-    rates = []
-    for on_rollout_start in (single, lambda self: None):
-        teacher_module._SingleThreadedRollouts._on_rollout_start = on_rollout_start
-        cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"teacher.total_timesteps={steps}",
-                                                                 f"teacher.checkpoint_every={10 * steps}"])
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                _, info = teacher_module.train_sb3(cfg, Path(tmp) / "teacher", MetricsLog(Path(tmp), tensorboard=False))
-        finally:
-            teacher_module._SingleThreadedRollouts._on_rollout_start = single
-        rates.append(info["steps_per_second"])
-    return rates[0], rates[1]
+    phases = teacher_module._TrainingPhases
+    single = phases._on_rollout_start
+    if torch_threads_in_rollouts:
+        phases._on_rollout_start = lambda self: self._phase.close()
+    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"teacher.total_timesteps={steps}",
+                                                             f"teacher.checkpoint_every={10 * steps}", *overrides])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _, info = teacher_module.train_sb3(cfg, Path(tmp) / "teacher", MetricsLog(Path(tmp), tensorboard=False))
+    finally:
+        phases._on_rollout_start = single
+    return info["steps_per_second"]
+
+
+def teacher_speedup(task: str, steps: int) -> tuple[float, float]:
+    """(teacher PPO env-steps/s as ``train_sb3`` runs it, the same with torch's default threads in the rollouts).
+
+    ``train_sb3`` runs torch on one thread while SB3 collects rollouts; the baseline skips that.
+    """
+    return _teacher_rate(task, steps, []), _teacher_rate(task, steps, [], torch_threads_in_rollouts=True)
+
+
+def teacher_bf16_speedup(task: str, steps: int) -> tuple[float, float]:
+    """(teacher PPO env-steps/s with ``teacher.update_precision=bfloat16``, the same in float32)."""
+    return (_teacher_rate(task, steps, ["teacher.update_precision=bfloat16"]),
+            _teacher_rate(task, steps, ["teacher.update_precision=float32"]))
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -258,6 +268,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rows.append(row("teacher_ppo_env_steps_per_s", "quadruped", 64, float(np.mean([a for a, _ in pairs])),
                     float(np.mean([b for _, b in pairs])), unit="env steps/s (vs torch's threads in rollouts)",
                     ratio_spread=spread([a / b for a, b in pairs])))
+    for task in (["quadruped"] if quick else ["hopper", "quadruped"]):
+        pairs = [teacher_bf16_speedup(task, 16384 if quick else 40960) for _ in range(repeats)]
+        rows.append(row("teacher_ppo_env_steps_per_s_bf16", task, 64 if task == "quadruped" else 16,
+                        float(np.mean([a for a, _ in pairs])), float(np.mean([b for _, b in pairs])),
+                        unit="env steps/s (bfloat16 vs float32 PPO updates)",
+                        ratio_spread=spread([a / b for a, b in pairs])))
     for task in (["pendulum"] if quick else ["pendulum", "hopper"]):
         pairs = [_sb3_ratio(task, 8, 8192 if quick else 32768) for _ in range(repeats)]
         ratios = [a / b for a, b in pairs]

@@ -76,6 +76,8 @@ class TeacherConfig:
     normalize_obs: bool = True
     normalize_reward: bool = True
     checkpoint_every: int = field(default=50_000, metadata=_range(1))
+    # PPO's updates under bfloat16 autocast (weights, Adam and the rollouts stay float32); "auto": where native
+    update_precision: Literal["auto", "float32", "bfloat16"] = "float32"
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,8 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     if cfg.student.encoder in ("gru", "lstm") and cfg.distill.steps_per_iteration % cfg.student.bptt_length:
         raise ConfigError(f"distill.steps_per_iteration ({cfg.distill.steps_per_iteration}) must be a multiple of "
                           f"student.bptt_length ({cfg.student.bptt_length}) for a recurrent student")
+    if cfg.teacher.algo == "sac" and cfg.teacher.update_precision == "bfloat16":
+        raise ConfigError("teacher.update_precision=bfloat16 is measured for PPO only; SAC trains in float32")
     return cfg
 
 

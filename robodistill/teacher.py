@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robodistill.errors import UsageError
+from robodistill.precision import update_dtype
 from robodistill.runs import MetricsLog, atomic_torch_save, atomic_write
 
 if TYPE_CHECKING:
@@ -274,26 +275,31 @@ class _ProgressCallback(BaseCallback):
             self.bar.close()
 
 
-class _SingleThreadedRollouts(BaseCallback):
-    """Torch on one thread while SB3 collects rollouts (the C engine's threads step), all threads for updates."""
+class _TrainingPhases(BaseCallback):
+    """Torch on one thread while SB3 collects rollouts (the C engine's threads step); for the updates, all threads,
+    under autocast to ``update_dtype`` unless that is float32 (weights, Adam and the rollouts stay float32)."""
 
-    def __init__(self, env: "BatchedEnv") -> None:
+    def __init__(self, env: "BatchedEnv", update_dtype: torch.dtype) -> None:
         super().__init__()
-        self.env = env
-        self._scope = contextlib.ExitStack()
+        self.env, self.update_dtype = env, update_dtype
+        self._phase = contextlib.ExitStack()
 
     def _on_rollout_start(self) -> None:
-        self._scope.enter_context(self.env.torch_single_threaded())
+        self._phase.close()
+        self._phase.enter_context(self.env.torch_single_threaded())
 
     def _on_rollout_end(self) -> None:
-        self._scope.close()
+        self._phase.close()
+        if self.update_dtype != torch.float32:
+            # one context spans all of SB3's minibatches: a cache would keep casting the weights of the first
+            self._phase.enter_context(torch.autocast("cpu", dtype=self.update_dtype, cache_enabled=False))
 
     def _on_step(self) -> bool:
         return True
 
     def close(self) -> None:
-        """Restore torch's threads, also when training stopped inside a rollout."""
-        self._scope.close()
+        """Leave the current phase (torch's threads, autocast), also when training stopped inside it."""
+        self._phase.close()
 
 
 def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "privileged",
@@ -334,12 +340,14 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
-        rollouts = _SingleThreadedRollouts(env)
+        dtype = update_dtype(tc.update_precision if tc.algo == "ppo" else "float32", torch.device("cpu"))
+        log.info("%s updates in %s", stage, str(dtype).removeprefix("torch."))
+        phases = _TrainingPhases(env, dtype)
         try:
-            model.learn(total_timesteps=remaining, callback=CallbackList([rollouts, callback]), tb_log_name=stage,
+            model.learn(total_timesteps=remaining, callback=CallbackList([phases, callback]), tb_log_name=stage,
                         reset_num_timesteps=not resume)
         finally:
-            rollouts.close()
+            phases.close()
         callback.save_checkpoint()
     wall = time.time() - t0
     policy = teacher_from_sb3(model, vecnorm, cfg.task.name, tc.algo)

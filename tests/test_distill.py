@@ -8,7 +8,8 @@ import torch
 from robodistill.config import BetaConfig
 from robodistill.distill.algorithm import beta_at, distillation_loss, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
-from robodistill.distill.runner import DaggerRunner, update_dtype
+from robodistill.distill.runner import DaggerRunner
+from robodistill.precision import update_dtype
 from robodistill.runs import MetricsLog, read_metrics
 
 

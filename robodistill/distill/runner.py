@@ -19,6 +19,7 @@ from robodistill.distill.layouts import SequenceLayout, WindowLayout
 from robodistill.env import env_from_config
 from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
+from robodistill.precision import update_dtype
 from robodistill.runs import MetricsLog, atomic_torch_save, truncate_metrics
 from robodistill.student import build_student, student_spec
 
@@ -31,25 +32,6 @@ log = logging.getLogger(__name__)
 STUDENT_FILE = "student.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = "robodistill-distill-checkpoint-1"
-
-
-def update_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the updates' matmuls: ``precision``, with "auto" resolved by what ``device`` computes natively.
-
-    bfloat16 halves the bytes and, on CPUs with AVX512-BF16 or AMX, runs the student's matmuls several times
-    faster (BENCHMARKS.md); where it would be emulated, it is slower than float32, so "auto" avoids it.
-    """
-    if precision != "auto":
-        return getattr(torch, precision)
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-    elif device.type == "cpu":
-        cpu = torch.cpu
-        native = any(getattr(cpu, probe, lambda: False)() for probe in
-                     ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    else:
-        native = False
-    return torch.bfloat16 if native else torch.float32
 
 
 class DaggerRunner:
