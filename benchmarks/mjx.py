@@ -10,7 +10,7 @@
   on MJX vs stepping the same MJX environments with random actions only (ratio = loop / env-only).
 
 Every row carries ``device`` (``jax.devices()[0]``). On a GPU the batch sizes go up to 4096 (8192 for the
-quadruped); on a CPU, MJX is the slow path (DESIGN.md section 5) and the batches stay small.
+quadruped); on a CPU, MJX is the slow path (docs/design.md section 5) and the batches stay small.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ over batched arrays ``qpos [B, nq]``, ``qvel [B, nv]``, ``sensordata [B, ns]``, 
 compare every entry with the task on random states, and ``robodistill export`` compares the sim-to-sim return
 with the torch student's return on the same episodes (they must agree within 2%).
 
+Reward scales come from the policy's metadata (``reward_scales``: the task's defaults with the run's
+``task.reward_scales`` applied, written by ``robodistill export``), so a policy trained under other scales is
+scored under its own; the defaults below serve only policies exported before the scales travelled with them.
+
 A task without an entry here (your own robot) passes ``--reward-module FILE`` to ``sim2sim.py``: a Python file
 defining ``Reward(model, metadata)`` with the same two methods as the classes below.
 """
@@ -26,6 +30,17 @@ def _sensor(model: mujoco.MjModel, name: str) -> slice:
     return slice(adr, adr + int(model.sensor_dim[sid]))
 
 
+def reward_scales(defaults: dict[str, float], metadata: dict[str, Any], task: str) -> dict[str, float]:
+    """The scales of the named reward terms: ``metadata["reward_scales"]`` over ``defaults``; an unknown term is a
+    ValueError (the table would silently score without it)."""
+    given = metadata.get("reward_scales") or {}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"the policy's reward scales name term(s) {', '.join(unknown)} that the {task} reward table "
+                         f"lacks (it has: {', '.join(defaults) or 'no named terms'}); pass --reward-module")
+    return {**defaults, **{term: float(scale) for term, scale in given.items()}}
+
+
 def _projected_gravity(q: np.ndarray) -> np.ndarray:
     w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
     return np.stack([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))], axis=-1)
@@ -35,7 +50,7 @@ class PendulumReward:
     """Gymnasium's pendulum cost: ``-(wrap(q)^2 + 0.1 qd^2 + 0.001 (2a)^2)``; never terminates."""
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
-        pass
+        reward_scales({}, metadata, "pendulum")  # no named terms: refuse scales it would ignore
 
     def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
         """Reward ``[B]`` of the control step that led to this state."""
@@ -55,7 +70,7 @@ class HopperReward:
     MIN_HEIGHT, MAX_PITCH, MAX_STATE = 0.7, 0.2, 100.0
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
-        pass
+        reward_scales({}, metadata, "hopper")  # no named terms: refuse scales it would ignore
 
     def _healthy(self, qpos, qvel) -> np.ndarray:
         height, pitch = qpos[:, 1], qpos[:, 2]
@@ -75,13 +90,13 @@ class HopperReward:
 
 
 class QuadrupedReward:
-    """legged_gym-style velocity tracking (each term × dt, clipped at zero); ends on a fall."""
+    """legged_gym-style velocity tracking (each term × dt, clipped at zero, then the fall penalty); ends on a fall."""
 
     LEGS = ("FL", "FR", "RL", "RR")
     JOINTS = tuple(f"{leg}_{part}" for leg in LEGS for part in ("hip", "thigh", "calf"))
     REWARD_SCALES = {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
-                     "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_trot": 0.5,
-                     "collision": -1.0, "dof_pos_limits": -10.0}
+                     "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.0, "feet_trot": 0.5,
+                     "collision": -1.0, "dof_pos_limits": -10.0, "termination": 0.0}  # defaults, see the module
     TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
     MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
 
@@ -95,6 +110,7 @@ class QuadrupedReward:
         mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
         self._lo, self._hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._dt = float(model.opt.timestep) * int(metadata["decimation"])
+        self.scales = reward_scales(self.REWARD_SCALES, metadata, "quadruped")
 
     def _cat(self, sd: np.ndarray, names: list[str]) -> np.ndarray:
         return np.concatenate([sd[:, self._s[n]] for n in names], axis=-1)
@@ -120,13 +136,16 @@ class QuadrupedReward:
             "orientation": np.sum(gravity[:, :2] ** 2, axis=-1),
             "torques": np.sum(torque**2, axis=-1),
             "action_rate": np.sum((action - prev_action) ** 2, axis=-1),
+            "feet_air": np.minimum(np.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
             "feet_trot": trot * moving * 1.0,
             "collision": np.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
             + (sd[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": np.sum(np.clip(self._lo - q, 0.0, None) + np.clip(q - self._hi, 0.0, None), axis=-1),
         }
-        total = sum(self.REWARD_SCALES[k] * self._dt * v for k, v in terms.items())
-        return np.maximum(total, 0.0)
+        total = np.maximum(sum(self.scales[k] * self._dt * v for k, v in terms.items()), 0.0)
+        if self.scales["termination"]:
+            total = total + self.scales["termination"] * self._dt * self.terminated(qpos, qvel, sensordata, command)
+        return total
 
     def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
         """The trunk touches the ground, tilts more than 60 degrees, or sinks below the minimum height."""

@@ -67,7 +67,10 @@ def load_reward(task: str, model: mujoco.MjModel, metadata: dict[str, Any], modu
     if task not in REWARDS:
         raise UsageError(f"no built-in reward for task {task!r} (known: {', '.join(sorted(REWARDS))}); pass "
                          "--reward-module FILE defining Reward(model, metadata) with reward() and terminated()")
-    return REWARDS[task](model, metadata)
+    try:
+        return REWARDS[task](model, metadata)
+    except ValueError as exc:  # e.g. reward scales the table does not know
+        raise UsageError(str(exc)) from None
 
 
 def check_model(model: mujoco.MjModel, meta: dict[str, Any]) -> dict[str, slice]:

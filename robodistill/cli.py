@@ -1,4 +1,4 @@
-"""The ``robodistill`` command line (DESIGN.md section 3).
+"""The ``robodistill`` command line (docs/design.md section 3).
 
 Exit codes: 0 done; 2 bad usage, config or input file (one line on stderr, no traceback, no run directory
 created); 1 a failure at run time (one line on stderr, the traceback in ``RUN/log.txt``).
@@ -13,7 +13,6 @@ import logging
 import shutil
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -101,18 +100,19 @@ def _new_run_dir(requested: Path | None, task: str, command: str) -> Path:
     return path
 
 
-def _open_run(path: Path, cfg: Any) -> Any:
-    """Create the run directory, save the resolved config and attach a log file."""
-    from robodistill.config import save_config
-    from robodistill.runs import MetricsLog
+def _open_run(path: Path, cfg: Any | None) -> Any:
+    """Create the run directory and save the resolved config (``cfg``; None continues a run that has them).
 
-    path.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, path / "config.yaml")
-    handler = logging.FileHandler(path / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    log.info("run directory: %s", path)
-    return MetricsLog(path)
+    Returns a context manager giving the :class:`~robodistill.runs.MetricsLog`: ``RUN/log.txt`` and the metrics
+    are attached inside the ``with`` block, which the command's whole run lives in, and detached when it ends.
+    """
+    from robodistill.config import save_config
+    from robodistill.runs import run_logs
+
+    if cfg is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, path / "config.yaml")
+    return run_logs(path, new=cfg is not None)
 
 
 def _load_run_config(run: Path, overrides: list[str]) -> Any:
@@ -145,7 +145,7 @@ def _run_student_path(run: Path) -> Path:
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     """``train-teacher CONFIG [--init TEACHER]`` or ``train-teacher --resume RUN``."""
     from robodistill.config import load_config
-    from robodistill.runs import MetricsLog, update_summary
+    from robodistill.runs import update_summary
     from robodistill.teacher import Teacher, check_init_teacher, resolve_teacher_path, train_teacher
 
     init, init_path = None, None
@@ -158,7 +158,6 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         cfg = _load_run_config(run, args.overrides)
         if args.overrides:  # e.g. a longer budget or a new reward scale: the run records what it goes on with
             _record_resume_overrides(run, cfg, args.overrides)
-        metrics = MetricsLog(run)
     elif args.config is None:
         raise UsageError("train-teacher needs CONFIG (or --resume RUN)")
     else:
@@ -169,25 +168,26 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             init = Teacher.load(init_path)
             _check_teacher_fits(cfg, init)
             check_init_teacher(cfg, init)
-        metrics = _open_run(run, cfg)
+    with _open_run(run, None if args.resume is not None else cfg) as metrics:
         if init is not None:
             log.info("starting from the teacher %s", init_path)
-    t0 = time.time()
-    _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None, init=init)
-    if init_path is not None:
-        info["teacher_init"] = str(init_path)
-    update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
-    metrics.close()
+        t0 = time.time()
+        _, info = train_teacher(cfg, run, metrics, resume=args.resume is not None, init=init)
+        if init_path is not None:
+            info["teacher_init"] = str(init_path)
+        update_summary(run, task=cfg.task.name, **info, wall_seconds=time.time() - t0)
     print(run)
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """``distill CONFIG --teacher RUN_OR_FILE`` or ``distill --resume RUN``; also under torchrun."""
+    from contextlib import nullcontext
+
     from robodistill.config import load_config
     from robodistill.distill import distributed
     from robodistill.distill.runner import CHECKPOINT_FILE, distill
-    from robodistill.runs import MetricsLog, update_summary
+    from robodistill.runs import update_summary
     from robodistill.teacher import TEACHER_FILE, Teacher, resolve_teacher_path
 
     if args.resume is not None:
@@ -212,25 +212,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
     teacher = Teacher.load(teacher_path)
     _check_teacher_fits(cfg, teacher)
     rank, _ = distributed.init()
-    metrics = None
-    if rank == 0:
-        if checkpoint is None:
-            run = _new_run_dir(run, cfg.task.name, "distill")
-            metrics = _open_run(run, cfg)
-            (run / "teacher").mkdir(exist_ok=True)
-            shutil.copyfile(teacher_path, run / "teacher" / TEACHER_FILE)
-        else:
-            metrics = MetricsLog(run)
+    if rank == 0 and checkpoint is None:
+        run = _new_run_dir(run, cfg.task.name, "distill")
     teacher_summary = teacher_path.parent.parent / "summary.json"
     extra = {}
     if teacher_summary.is_file() and checkpoint is None:
         teacher_keys = ("teacher_env_steps", "teacher_wall_seconds", "teacher_steps_per_second")
         extra = {k: v for k, v in json.loads(teacher_summary.read_text()).items() if k in teacher_keys}
-    t0 = time.time()
-    info = distill(cfg, teacher, run, metrics, resume=checkpoint)
+    # rank 0 logs and checkpoints; the other ranks write nothing
+    with _open_run(run, cfg if checkpoint is None else None) if rank == 0 else nullcontext() as metrics:
+        if rank == 0 and checkpoint is None:
+            (run / "teacher").mkdir(exist_ok=True)
+            shutil.copyfile(teacher_path, run / "teacher" / TEACHER_FILE)
+        t0 = time.time()
+        info = distill(cfg, teacher, run, metrics, resume=checkpoint)
+        if rank == 0:
+            update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
     if rank == 0:
-        update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
-        metrics.close()
         print(run)
     distributed.shutdown()
     return 0
@@ -258,21 +256,20 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     run = _new_run_dir(args.run_dir, cfg.task.name, "pipeline")
-    metrics = _open_run(run, cfg)
-    t0 = time.time()
-    update_summary(run, task=cfg.task.name)
-    teacher, t_info = train_teacher(cfg, run, metrics)
-    update_summary(run, **t_info)
-    d_info = distill(cfg, teacher, run, metrics)
-    update_summary(run, **d_info)
-    t_export = time.time()
-    verification = export_run(cfg, load_student(run / "student" / "student.pt"), run / "export")
-    summary = update_summary(run, **verification, export_wall_seconds=time.time() - t_export,
-                             wall_seconds=time.time() - t0)
-    metrics.close()
-    log.info("score %.3f (student %.1f, teacher %.1f, random %.1f), onnx max abs diff %.1e, %.0f s",
-             summary["score"], summary["student_return"], summary["teacher_return"], summary["random_return"],
-             summary["onnx_max_abs_diff"], summary["wall_seconds"])
+    with _open_run(run, cfg) as metrics:
+        t0 = time.time()
+        update_summary(run, task=cfg.task.name)
+        teacher, t_info = train_teacher(cfg, run, metrics)
+        update_summary(run, **t_info)
+        d_info = distill(cfg, teacher, run, metrics)
+        update_summary(run, **d_info)
+        t_export = time.time()
+        verification = export_run(cfg, load_student(run / "student" / "student.pt"), run / "export")
+        summary = update_summary(run, **verification, export_wall_seconds=time.time() - t_export,
+                                 wall_seconds=time.time() - t0)
+        log.info("score %.3f (student %.1f, teacher %.1f, random %.1f), onnx max abs diff %.1e, %.0f s",
+                 summary["score"], summary["student_return"], summary["teacher_return"], summary["random_return"],
+                 summary["onnx_max_abs_diff"], summary["wall_seconds"])
     print(run)
     return 0
 
@@ -364,11 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("robodistill: interrupted; checkpoints written so far are complete\n")
         return 130
     except Exception as exc:  # noqa: BLE001 - the top level turns any crash into exit code 1 and a log
+        # the run's log.txt already holds the traceback: runs.run_logs wrote it there as the run ended
         log.debug("failure", exc_info=True)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.stream.write(traceback.format_exc())
-                handler.flush()
         sys.stderr.write(f"robodistill: failed: {type(exc).__name__}: {exc}. The traceback is in the run's "
                          "log.txt (or rerun with -v); fix the cause and rerun or resume.\n")
         return 1

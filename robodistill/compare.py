@@ -75,28 +75,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
         load_config(args.config, args.overrides + VARIANTS[name])
     teacher = Teacher.load(args.teacher) if args.teacher else None
     run = _new_run_dir(args.run_dir, base.task.name, "compare")
-    metrics = _open_run(run, base)
-    if teacher is None:
-        teacher, t_info = train_teacher(base, run, metrics)
-        teacher_steps = t_info["teacher_env_steps"]
-    else:
-        teacher.check_compatible(base.task.name, teacher.spec["obs_dim"], teacher.spec["action_dim"])
-        teacher_steps = _teacher_steps(args.teacher)
-    results = {}
-    for name in names:
-        runs = [run_variant(name, load_config(args.config, args.overrides + VARIANTS[name]), teacher,
-                            run / name / f"seed{k}", base.seed + k) for k in range(args.seeds)]
-        results[name] = summarize(runs)
-        log.info("%s: score %.3f ± %.3f", name, results[name]["score_mean"], results[name]["score_std"])
-    out = {"task": base.task.name, "seeds": args.seeds, "teacher_env_steps": teacher_steps,
-           "eval_episodes": base.distill.eval_episodes, "variants": results}
-    (run / "compare.json").write_text(json.dumps(out, indent=2) + "\n")
-    table = markdown_table(out)
-    (run / "compare.md").write_text(table)
-    plot(out, run / "compare.png")
-    if args.results is not None:
-        write_results_section(args.results, base.task.name, table, args.config, args.seeds, names, args.overrides)
-    metrics.close()
+    with _open_run(run, base) as metrics:
+        if teacher is None:
+            teacher, t_info = train_teacher(base, run, metrics)
+            teacher_steps = t_info["teacher_env_steps"]
+        else:
+            teacher.check_compatible(base.task.name, teacher.spec["obs_dim"], teacher.spec["action_dim"])
+            teacher_steps = _teacher_steps(args.teacher)
+        results = {}
+        for name in names:
+            runs = [run_variant(name, load_config(args.config, args.overrides + VARIANTS[name]), teacher,
+                                run / name / f"seed{k}", base.seed + k) for k in range(args.seeds)]
+            results[name] = summarize(runs)
+            log.info("%s: score %.3f ± %.3f", name, results[name]["score_mean"], results[name]["score_std"])
+        out = {"task": base.task.name, "seeds": args.seeds, "teacher_env_steps": teacher_steps,
+               "eval_episodes": base.distill.eval_episodes, "variants": results}
+        (run / "compare.json").write_text(json.dumps(out, indent=2) + "\n")
+        table = markdown_table(out)
+        (run / "compare.md").write_text(table)
+        plot(out, run / "compare.png")
+        if args.results is not None:
+            write_results_section(args.results, base.task.name, table, args.config, args.seeds, names,
+                                  args.overrides)
     print(table)
     print(run)
     return 0

@@ -1,4 +1,4 @@
-"""Error types that map to the CLI's exit codes (DESIGN.md section 3)."""
+"""Error types that map to the CLI's exit codes (docs/design.md section 3)."""
 
 from __future__ import annotations
 
@@ -9,3 +9,7 @@ class UsageError(Exception):
 
 class ConfigError(UsageError):
     """A config file or override that does not satisfy the schema."""
+
+
+class ExportVerificationError(RuntimeError):
+    """An exported policy that does not reproduce the student: a run-time failure (exit code 1)."""

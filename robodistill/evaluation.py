@@ -1,4 +1,4 @@
-"""Paired evaluation (DESIGN.md decision 7): every policy runs the same held-out episodes.
+"""Paired evaluation (docs/design.md decision 7): every policy runs the same held-out episodes.
 
 The held-out set is fixed by the evaluation seed: environment ``i`` of an evaluation batch plays the first
 episode of its own seeded stream, so the randomized parameters and the initial state of episode ``i`` are the

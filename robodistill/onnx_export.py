@@ -1,4 +1,4 @@
-"""Export the student to ONNX (DESIGN.md decision 8) and verify it against torch with onnxruntime.
+"""Export the student to ONNX (docs/design.md decision 8) and verify it against torch with onnxruntime.
 
 The graph takes the raw newest proprio observation and the student's state and returns the action in actuator
 units (normalization, deterministic head, clipping and scaling inside) and the next state; the batch axis is
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 import robodistill
-from robodistill.errors import UsageError
+from robodistill.errors import ExportVerificationError, UsageError
 from robodistill.runs import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 INPUTS = ["obs", "state"]
 OUTPUTS = ["action", "next_state"]
+UNVERIFIED_FILE = "policy.unverified.onnx"  # the graph while it is checked, and kept when it fails
 SIM2SIM_EPISODES = 20  # nominal held-out episodes the deploy kit replays at export (robodistill/verify.py)
 
 
@@ -81,6 +83,9 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dic
         "state_shape": list(student.state_shape),
         "state_initial_value": 0.0,
         "episode_length": env.episode_length,
+        # the task's resolved reward scales (defaults with task.reward_scales applied): the deploy kit's reward
+        # table scores with these, so a sim-to-sim return is the return the student was trained and scored on
+        "reward_scales": {term: float(scale) for term, scale in env.task.reward_scales.items()},
     }
 
 
@@ -157,7 +162,8 @@ def export_run(cfg: "Config", student: "Student", out_dir: Path,
 
     Verification: torch vs onnxruntime parity on a recorded rollout, ``onnx.checker``, and the deploy kit's
     sim-to-sim return vs the torch student's on ``sim2sim_episodes`` nominal held-out episodes (0 skips it;
-    see robodistill/verify.py).
+    see robodistill/verify.py). A graph whose parity exceeds ``export.max_abs_diff`` never becomes
+    ``policy.onnx``: it stays as ``policy.unverified.onnx`` and :class:`ExportVerificationError` is raised.
     """
     from robodistill.env import env_from_config
     from robodistill.verify import verify_sim2sim
@@ -171,20 +177,23 @@ def export_run(cfg: "Config", student: "Student", out_dir: Path,
         mjcf = Path(env.task.mjcf_path)
     finally:
         env.close()
-    onnx_path = out_dir / "policy.onnx"
-    export_onnx(student, onnx_path, metadata, ec.opset)
-    session = load_session(onnx_path)
+    onnx_path, candidate = out_dir / "policy.onnx", out_dir / UNVERIFIED_FILE
+    export_onnx(student, candidate, metadata, ec.opset)
+    session = load_session(candidate)
     obs, state = record_rollout(cfg, student, ec.parity_steps, ec.parity_envs, seed=cfg.seed + 7)
     diff = onnx_parity(student, session, obs, state)
+    if not diff <= ec.max_abs_diff:  # NaN fails too
+        raise ExportVerificationError(
+            f"ONNX parity {diff:.2e} exceeds export.max_abs_diff {ec.max_abs_diff:.2e}: the graph does not reproduce "
+            f"the student; it is kept as {candidate} for inspection, and no policy.onnx was written")
     verification = {"onnx_max_abs_diff": diff, "parity_rollout_steps": ec.parity_steps,
                     "parity_rollout_envs": ec.parity_envs, "onnx_checker": "passed"}
     if sim2sim_episodes > 0:
-        verification.update(verify_sim2sim(cfg, student.eval(), onnx_path, mjcf, sim2sim_episodes))
+        verification.update(verify_sim2sim(cfg, student.eval(), candidate, mjcf, sim2sim_episodes))
     atomic_write_text(out_dir / "policy.json", json.dumps({**metadata, "verification": verification}, indent=2))
+    os.replace(candidate, onnx_path)  # only a verified graph is ever called policy.onnx
     log.info("exported %s: max |onnx - torch| = %.2e over %d steps x %d envs", onnx_path, diff, ec.parity_steps,
              ec.parity_envs)
-    if diff > ec.max_abs_diff:
-        log.warning("ONNX parity %.2e exceeds export.max_abs_diff %.2e", diff, ec.max_abs_diff)
     return verification
 
 

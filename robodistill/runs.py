@@ -1,4 +1,4 @@
-"""Run directories: atomic writes, the metrics log and the summary (DESIGN.md section 3)."""
+"""Run directories: atomic writes, the metrics log and the summary (docs/design.md section 3)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import json
 import logging
 import math
 import os
+import pickle
+import re
 import tempfile
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -42,6 +46,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Atomically ``torch.save`` an object: a file cut short never replaces a complete one."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_plain(path: Path, what: str) -> Any:
+    """``torch.load`` of a robodistill file (teacher, student, checkpoint) that holds tensors and plain data only.
+
+    ``weights_only=True``: the unpickler builds tensors, numbers, strings, lists and dicts and refuses any other
+    global before calling it, so a shared file cannot run code. A refusal is a :class:`UsageError`; other failures
+    (a file cut short, not a torch file) propagate for the caller to word.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        reason = (f"it would import {found.group(1)}; refusing to unpickle code" if found else
+                  "corrupted, or a pickle of more than tensors and plain data, which is refused")
+        raise UsageError(f"cannot load {what} {path}: not a plain-data robodistill file ({reason})") from None
 
 
 def _clean(value: Any) -> Any:
@@ -116,6 +136,37 @@ def update_summary(run_dir: Path, **values: Any) -> dict[str, Any]:
     summary.update(_clean(values))
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@contextmanager
+def run_logs(run_dir: Path, tensorboard: bool = True, new: bool = True) -> Iterator[MetricsLog]:
+    """The logs of a run for as long as it lasts: ``RUN/log.txt`` (appended) and the :class:`MetricsLog`.
+
+    The log file's handler sits on the root logger only inside the ``with`` block, so runs that follow in the same
+    process (``compare``, tests, notebooks) never write into this one's file. A run that crashes (any exception
+    but a :class:`UsageError`: exit code 1 at the CLI) leaves its traceback in the file before the handler goes.
+    A ``new`` run announces its directory; a resumed one was named on the command line.
+    """
+    handler = logging.FileHandler(Path(run_dir) / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    metrics = None
+    try:
+        if new:
+            log.info("run directory: %s", run_dir)
+        metrics = MetricsLog(run_dir, tensorboard=tensorboard)
+        yield metrics
+    except Exception as exc:
+        if not isinstance(exc, UsageError):
+            handler.stream.write(traceback.format_exc())
+            handler.flush()
+        raise
+    finally:
+        if metrics is not None:
+            metrics.close()
+        root.removeHandler(handler)
+        handler.close()
 
 
 def default_run_dir(task: str, command: str) -> Path:

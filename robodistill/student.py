@@ -1,4 +1,4 @@
-"""The proprioceptive student: one interface for every architecture (DESIGN.md decision 5).
+"""The proprioceptive student: one interface for every architecture (docs/design.md decision 5).
 
 ``initial_state(B)`` gives the state at an episode start and ``step(obs, state) -> (dist, state)`` consumes the
 newest raw proprio observation. Windowed encoders (MLP, TCN) keep the last H raw observations as their state;
@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from robodistill.errors import UsageError
-from robodistill.runs import atomic_torch_save
+from robodistill.runs import atomic_torch_save, load_plain
 
 STUDENT_FORMAT = "robodistill-student-1"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -271,7 +271,7 @@ def load_student(path: str | Path) -> Student:
     if not path.is_file():
         raise UsageError(f"student file not found: {path}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = load_plain(path, "student")  # tensors and plain data only: a shared file cannot run code
         if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
             raise ValueError("not a robodistill student file")
         student = build_student(blob["spec"].get("encoder", "mlp"), blob["spec"])

@@ -1,6 +1,6 @@
 """The privileged teacher: SB3 training at its boundary, then a frozen torch module for labelling.
 
-SB3 is used, never subclassed (DESIGN.md decision 4): a ``VecEnv`` adapter presents the batched environment's
+SB3 is used, never subclassed (docs/design.md decision 4): a ``VecEnv`` adapter presents the batched environment's
 privileged group to SB3, and after training the observation normalization (``VecNormalize``) and the actor are
 copied into a self-describing :class:`Teacher` module: ``forward(privileged) -> (mean, std)``.
 """
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from robodistill.errors import UsageError
 from robodistill.precision import update_dtype
-from robodistill.runs import MetricsLog, atomic_torch_save, atomic_write
+from robodistill.runs import MetricsLog, atomic_torch_save, atomic_write, load_plain
 
 if TYPE_CHECKING:
     from robodistill.config import Config
@@ -149,14 +149,20 @@ class Teacher(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> "Teacher":
-        """Load a teacher file (or the teacher of a run directory); a bad file is a :class:`UsageError`."""
+        """Load a teacher file (or the teacher of a run directory); a bad file is a :class:`UsageError`.
+
+        Teachers are shared, so the file is read as tensors and plain data only: one that would unpickle code is
+        refused before any of it runs.
+        """
         path = resolve_teacher_path(path)
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
+            blob = load_plain(path, "teacher")
             if not isinstance(blob, dict) or blob.get("format") != "robodistill-teacher-1":
                 raise ValueError("not a robodistill teacher file")
             teacher = cls(blob["spec"])
             teacher.load_state_dict(blob["state_dict"])
+        except UsageError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
             raise UsageError(f"cannot load teacher {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
         teacher.requires_grad_(False)

@@ -37,16 +37,3 @@ def tiny_teacher(tiny_cfg, tmp_path_factory):
     run = tmp_path_factory.mktemp("teacher_run")
     teacher, _ = train_teacher(tiny_cfg, run, MetricsLog(run, tensorboard=False))
     return teacher
-
-
-@pytest.fixture(scope="session")
-def trained_teacher_file(tmp_path_factory):
-    """A pendulum teacher good enough that scores mean something (150k PPO steps, ~15 s)."""
-    import robodistill as rd
-    from robodistill.runs import MetricsLog
-    from robodistill.teacher import train_teacher
-
-    cfg = rd.load_config(PENDULUM, overrides=["teacher.total_timesteps=150000"])
-    run = tmp_path_factory.mktemp("trained_teacher")
-    train_teacher(cfg, run, MetricsLog(run, tensorboard=False))
-    return run / "teacher" / "teacher.pt"

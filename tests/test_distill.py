@@ -185,7 +185,7 @@ def test_recurrent_runner_stores_sequences(tiny_cfg, tiny_teacher, tmp_path):
 def test_same_seed_gives_bit_identical_student(tiny_cfg, tiny_teacher, tmp_path):
     def weights(path):
         DaggerRunner(tiny_cfg, tiny_teacher, path, MetricsLog(path, tensorboard=False)).run()
-        return torch.load(path / "student" / "student.pt", weights_only=False)["state_dict"]
+        return torch.load(path / "student" / "student.pt", weights_only=True)["state_dict"]
 
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)

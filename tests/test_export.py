@@ -52,12 +52,24 @@ def test_dynamic_batch_and_actuator_units(tiny_cfg, tmp_path):
 
 
 def test_onnx_policy_reproduces_student_actions(tiny_cfg, tmp_path):
+    """Fed the student's recorded rollout step by step, the ONNX policy returns the student's actions and carries
+    the same state (its own, never fed back from torch)."""
     student = _student(tiny_cfg)
     export_run(tiny_cfg, student, tmp_path)
-    obs, state = record_rollout(tiny_cfg, student, 20, 2, seed=0)
+    steps, envs = 20, 2
+    obs, state = record_rollout(tiny_cfg, student, steps, envs, seed=0)  # [steps * B, D], [steps * B, *state]
+    obs, state = obs.reshape(steps, envs, -1), state.reshape(steps, envs, *state.shape[1:])
     policy = OnnxPolicy(tmp_path / "policy.onnx")
-    policy.reset(2)
-    assert policy.state.shape == (2, tiny_cfg.student.history, 3)
+    policy.reset(envs)
+    assert policy.state.shape == (envs, tiny_cfg.student.history, 3)
+    for t in range(steps):
+        np.testing.assert_allclose(policy.state, state[t], rtol=0, atol=1e-5)
+        with torch.no_grad():
+            expected, _ = student.act(torch.from_numpy(obs[t]), torch.from_numpy(state[t]))  # [B, A] in [-1, 1]
+        got = policy.act({"proprio": torch.from_numpy(obs[t])})
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=1e-5)
+    assert np.abs(obs[:, :, 2]).max() > 1e-3  # the recorded actions (fed back as prev_action) are not all zero
 
 
 def test_corrupted_or_truncated_onnx_is_a_usage_error(tiny_cfg, tmp_path):
@@ -80,3 +92,20 @@ def test_student_save_load_round_trip(tiny_cfg, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(UsageError, match="cannot load student"):
         load_student(tmp_path / "bad.pt")
+
+
+def test_export_over_the_parity_bound_fails_and_writes_no_policy(tiny_cfg, tmp_path, monkeypatch):
+    """A graph that does not reproduce the student never becomes policy.onnx: a robot controller picks up only
+    verified files."""
+    import robodistill.onnx_export as onnx_export
+    from robodistill.errors import ExportVerificationError
+
+    monkeypatch.setattr(onnx_export, "onnx_parity", lambda *args: 2e-5)  # just over the default 1e-5
+    with pytest.raises(ExportVerificationError, match="exceeds export.max_abs_diff 1.00e-05"):
+        export_run(tiny_cfg, _student(tiny_cfg), tmp_path, sim2sim_episodes=0)
+    assert not (tmp_path / "policy.onnx").exists() and not (tmp_path / "policy.json").exists()
+    assert (tmp_path / onnx_export.UNVERIFIED_FILE).is_file()  # kept for inspection
+
+    monkeypatch.setattr(onnx_export, "onnx_parity", lambda *args: 1e-6)
+    export_run(tiny_cfg, _student(tiny_cfg), tmp_path, sim2sim_episodes=0)
+    assert (tmp_path / "policy.onnx").is_file() and not (tmp_path / onnx_export.UNVERIFIED_FILE).exists()

@@ -31,37 +31,63 @@ def _steps(run):
             if '"stage": "distill"' in line]
 
 
-def test_sigkill_then_resume_records_every_iteration_once(trained_teacher_file, tmp_path):
+def _records(run):
+    """The distill stage's metrics, without their wall-clock time."""
+    return [{k: v for k, v in json.loads(line).items() if k != "time"}
+            for line in (run / "metrics.jsonl").read_text().splitlines() if '"stage": "distill"' in line]
+
+
+def _weights(run):
+    return torch.load(run / "student" / "student.pt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tiny_teacher, tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    tiny_teacher.save(path)
+    return path
+
+
+def test_sigkill_then_resume_continues_exactly_where_it_stopped(teacher_file, tmp_path):
+    """Killed mid-run and resumed, a run ends with the weights of a run never interrupted, bit for bit (every
+    random stream, the environments mid-episode and the buffer are checkpointed), and what was written before the
+    kill stays as it was. Two processes with the same config and seed give the same weights."""
     sets = _sets(SMALL + ["distill.iterations=8"])
+    straight = tmp_path / "straight"
+    ok = subprocess.run(_cmd("distill", PENDULUM, "--teacher", teacher_file, "--run-dir", straight, *sets),
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd("distill", PENDULUM, "--teacher", trained_teacher_file, "--run-dir", killed, *sets),
+    proc = subprocess.Popen(_cmd("distill", PENDULUM, "--teacher", teacher_file, "--run-dir", killed, *sets),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:
         if (killed / "metrics.jsonl").is_file() and len(_steps(killed)) >= 3:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = len(_steps(killed))
-    assert 3 <= done_before < 8
+    before = _records(killed)
+    assert 3 <= len(before) < 8
     resumed = subprocess.run(_cmd("distill", "--resume", killed), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _steps(killed) == list(range(1, 9))
+    after = _records(killed)
+    assert [r["step"] for r in after] == list(range(1, 9))
+    # iterations recorded before the kill survive unchanged (a checkpoint may lag the metrics by one iteration,
+    # which the resumed run then redoes identically)
+    assert after[:len(before)] == before
+    assert after == _records(straight)  # losses, scores, buffer sizes, faults: the same run
+    a, b = _weights(killed), _weights(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((killed / "summary.json").read_text())["score"] == \
+        json.loads((straight / "summary.json").read_text())["score"]
 
-    straight = tmp_path / "straight"
-    ok = subprocess.run(_cmd("distill", PENDULUM, "--teacher", trained_teacher_file, "--run-dir", straight, *sets),
-                        capture_output=True, text=True, timeout=600)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    a = json.loads((killed / "summary.json").read_text())["score"]
-    b = json.loads((straight / "summary.json").read_text())["score"]
-    assert abs(a - b) < 0.25, (a, b)
 
-
-def test_corrupted_or_mismatched_checkpoint_exits_2(trained_teacher_file, tmp_path):
+def test_corrupted_or_mismatched_checkpoint_exits_2(teacher_file, tmp_path):
     run = tmp_path / "run"
     sets = _sets(SMALL + ["distill.iterations=1", "distill.eval_episodes=2"])
-    assert subprocess.run(_cmd("distill", PENDULUM, "--teacher", trained_teacher_file, "--run-dir", run, *sets),
+    assert subprocess.run(_cmd("distill", PENDULUM, "--teacher", teacher_file, "--run-dir", run, *sets),
                           capture_output=True, timeout=600).returncode == 0
     mismatch = subprocess.run(_cmd("distill", "--resume", run, "--set", "student.history=3"),
                               capture_output=True, text=True, timeout=300)
@@ -102,47 +128,27 @@ def test_unstable_parameters_are_counted_and_never_reach_the_buffer(tiny_teacher
     info = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
     assert info["physics_faults"] > 0
     assert read_metrics(tmp_path, "distill")[-1]["physics_faults"] == info["physics_faults"]
-    student = torch.load(tmp_path / "student" / "student.pt", weights_only=False)["state_dict"]
+    student = torch.load(tmp_path / "student" / "student.pt", weights_only=True)["state_dict"]
     assert all(torch.isfinite(v).all() for v in student.values())
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
-def test_torchrun_two_processes_stay_in_sync_and_score_like_one(trained_teacher_file, tmp_path):
-    sets = _sets(SMALL + ["distill.iterations=12", "distill.num_envs=16"])
-
-    def torchrun(run):  # noqa: ANN001, ANN202
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                               "-m", "robodistill", "distill", str(PENDULUM), "--teacher", str(trained_teacher_file),
-                               "--run-dir", str(run), *sets], capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # a native abort shows its Python stack
-
-    ddp = tmp_path / "ddp"
-    proc = torchrun(ddp)
-    if proc.returncode != 0 and "Signal 6 (SIGABRT)" in proc.stderr:
-        # once in about 50 runs here a gloo rank aborted natively ("terminate called without an active exception")
-        # with no Python error; not root-caused. A second abort in a row still fails the test.
-        ddp = tmp_path / "ddp_again"
-        proc = torchrun(ddp)
+def test_torchrun_two_processes_stay_in_sync_and_learn(teacher_file, tmp_path):
+    """Two ranks under torchrun: every iteration recorded once by rank 0, weights and normalizer statistics
+    bit-identical on both ranks after every update, both ranks' samples counted. (The collectives' math is
+    checked against one process in tests/test_distributed.py.)"""
+    run = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                           "-m", "robodistill", "distill", str(PENDULUM), "--teacher", str(teacher_file),
+                           "--run-dir", str(run), *_sets(SMALL + ["distill.iterations=4", "distill.num_envs=16"])],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    records = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()
-               if '"stage": "distill"' in line]
-    assert [r["step"] for r in records] == list(range(1, 13))
+    records = _records(run)
+    assert [r["step"] for r in records] == list(range(1, 5))
     assert all(r["weights_in_sync"] and r["world_size"] == 2 for r in records)
-    ddp_score = json.loads((ddp / "summary.json").read_text())["score"]
-
-    singles = []
-    for seed in (0, 1):
-        run = tmp_path / f"single{seed}"
-        # one process with twice the environments and twice the batch sees the same samples per iteration and
-        # per update as the two ranks together (their gradients are averaged over both ranks' batches)
-        p = subprocess.run(_cmd("distill", PENDULUM, "--teacher", trained_teacher_file, "--run-dir", run,
-                                *_sets(SMALL + ["distill.iterations=12", "distill.num_envs=32",
-                                                "distill.batch_size=512", f"seed={seed}"])),
-                           capture_output=True, text=True, timeout=600)
-        assert p.returncode == 0, p.stderr[-2000:]
-        singles.append(json.loads((run / "summary.json").read_text())["score"])
-    spread = max(abs(singles[0] - singles[1]), 0.1)
-    assert abs(ddp_score - sum(singles) / 2) <= 2 * spread, (ddp_score, singles)
+    assert [r["env_steps"] for r in records] == [2 * 16 * 50 * k for k in range(1, 5)]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert (run / "student" / "student.pt").is_file() and "score" in json.loads((run / "summary.json").read_text())
 
 
 def test_teacher_training_resumes_from_its_sb3_checkpoint(tmp_path):

@@ -315,3 +315,44 @@ def test_quadruped_walking_off_the_field_truncates_the_episode():
     assert info["final_env_ids"].tolist() == [1]  # env 1 was reset onto its spawn pad
     assert not task.out_of_bounds(backend.sim_arrays(), backend.params, np).any()
     env.close()
+
+
+QUADRUPED_TINY = ["env.episode_length=100", "distill.num_envs=8", "distill.steps_per_iteration=32",
+                  "distill.iterations=1", "distill.updates_per_iteration=2", "distill.batch_size=64",
+                  "distill.eval_episodes=6", "student.hidden=[32]"]
+
+
+def test_quadruped_run_reports_task_figures_and_eval_restricts_the_terrain(tmp_path, monkeypatch, capsys):
+    """summary.json carries the quadruped's figures for teacher and student; ``eval --set
+    env.randomization.terrain=[lo,hi]`` plays held-out episodes on that terrain only."""
+    import json
+
+    from robodistill.cli import main
+    from robodistill.evaluation import PairedEvaluator
+
+    run = tmp_path / "run"
+    assert main(["distill", "configs/quadruped.yaml", "--teacher", "assets/teachers/quadruped", "--run-dir", str(run),
+                 *[a for s in QUADRUPED_TINY for a in ("--set", s)]]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    for who in ("teacher", "student"):
+        for figure in ("fall_rate", "fall_rate_fast", "fall_rate_slow", "tracking_error_vx", "vx_error_mps",
+                       "vy_error_mps", "yaw_rate_error"):
+            assert f"{who}_{figure}" in summary, f"{who}_{figure}"
+        assert 0.0 <= summary[f"{who}_fall_rate"] <= 1.0
+    assert summary["teacher_vx_error_mps"] < 0.5  # the shipped teacher tracks its commands
+
+    terrains = []
+    init = PairedEvaluator.__init__
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        init(self, *args, **kwargs)
+        terrains.append(self.env.backend.params["terrain"].copy())  # the held-out episodes just played
+
+    monkeypatch.setattr(PairedEvaluator, "__init__", spy)
+    capsys.readouterr()
+    for restriction in ([], ["--set", "env.randomization.terrain=[0.6,0.9]"]):
+        assert main(["eval", str(run), "--episodes", "6", "--json", *restriction]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 6
+    everywhere, restricted = terrains
+    assert everywhere.min() < 0.6 or everywhere.max() > 0.9  # the config's [0, 1] range reaches outside
+    assert ((restricted >= 0.6) & (restricted <= 0.9)).all()

@@ -112,3 +112,111 @@ def test_a_run_started_from_a_teacher_keeps_its_policy_and_observation_statistic
             assert torch.allclose(tuned.state_dict()[name], value, rtol=0.02, atol=1e-3), name
         else:  # a zero learning rate leaves the network exactly as the teacher had it
             assert torch.equal(tuned.state_dict()[name], value), name
+
+
+RESUMABLE = ["teacher.total_timesteps=2048", "teacher.num_envs=8", "teacher.n_steps=128", "teacher.batch_size=256",
+             "teacher.n_epochs=1", "teacher.checkpoint_every=1024"]
+
+
+def _spy_on_learn(monkeypatch) -> dict:
+    """What PPO holds when ``learn`` starts: weights, Adam's state, the normalizer's statistics, its step count."""
+    from stable_baselines3 import PPO
+
+    seen: dict = {}
+    learn = PPO.learn
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        norm = self.get_env()
+        seen.update(weights={k: v.clone() for k, v in self.policy.state_dict().items()},
+                    adam_state=len(self.policy.optimizer.state), num_timesteps=self.num_timesteps,
+                    obs_mean=norm.obs_rms.mean.copy(), obs_var=norm.obs_rms.var.copy(),
+                    obs_count=norm.obs_rms.count, ret_var=norm.ret_rms.var.copy(), ret_count=norm.ret_rms.count)
+        return learn(self, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "learn", spy)
+    return seen
+
+
+def test_teacher_resume_starts_from_the_checkpoints_weights_and_statistics(tmp_path, monkeypatch) -> None:
+    import pickle
+
+    from stable_baselines3 import PPO
+
+    import robodistill as rd
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import train_teacher
+
+    cfg = rd.load_config(PENDULUM, overrides=RESUMABLE)
+    train_teacher(cfg, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    saved = PPO.load(str(tmp_path / "teacher" / "sb3_model.zip"), device="cpu")
+    with open(tmp_path / "teacher" / "vecnormalize.pkl", "rb") as fh:
+        saved_norm = pickle.load(fh)  # a file this test just wrote
+    seen = _spy_on_learn(monkeypatch)
+    longer = rd.load_config(PENDULUM, overrides=[*RESUMABLE, "teacher.total_timesteps=3072"])
+    train_teacher(longer, tmp_path, MetricsLog(tmp_path, tensorboard=False), resume=True)
+    assert seen["num_timesteps"] == saved.num_timesteps == 2048
+    for name, value in saved.policy.state_dict().items():
+        assert torch.equal(seen["weights"][name], value), name
+    assert seen["adam_state"] > 0  # Adam's moments come back too
+    for key, value in (("obs_mean", saved_norm.obs_rms.mean), ("obs_var", saved_norm.obs_rms.var),
+                       ("ret_var", saved_norm.ret_rms.var)):
+        assert (seen[key] == value).all(), key
+    assert seen["obs_count"] == saved_norm.obs_rms.count and seen["ret_count"] == saved_norm.ret_rms.count
+
+
+def test_init_starts_from_the_teachers_policy_with_fresh_adam_and_measured_returns(tiny_teacher, tmp_path,
+                                                                                  monkeypatch, capsys) -> None:
+    import json
+
+    import numpy as np
+
+    from robodistill.cli import main
+
+    tiny_teacher.save(tmp_path / "init.pt")
+    seen = _spy_on_learn(monkeypatch)
+    run = tmp_path / "run"
+    sets = [a for s in RESUMABLE for a in ("--set", s)]
+    assert main(["train-teacher", str(PENDULUM), "--init", str(tmp_path / "init.pt"), "--run-dir", str(run),
+                 *sets]) == 0
+    capsys.readouterr()
+    assert seen["num_timesteps"] == 0 and seen["adam_state"] == 0  # a new run, Adam's moments at zero
+    for name, value in (("mlp_extractor.policy_net.0.weight", tiny_teacher.latent[0].weight),
+                        ("action_net.bias", tiny_teacher.mean_head.bias), ("log_std", tiny_teacher.log_std),
+                        ("value_net.weight", tiny_teacher.value_head.weight)):
+        assert torch.equal(seen["weights"][name], value), name
+    # the teacher's observation statistics, weighted as a million samples (the return warm-up refines them)
+    np.testing.assert_allclose(seen["obs_mean"], tiny_teacher.obs_mean.double().numpy(), rtol=0.02, atol=1e-3)
+    assert seen["obs_count"] == pytest.approx(1e6, rel=0.01)
+    assert seen["ret_count"] > 100 and (seen["ret_var"] != 1.0).all()  # measured by playing the teacher
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["teacher_init"] == str(tmp_path / "init.pt") and summary["teacher_env_steps"] >= 2048
+
+
+def test_sac_teacher_trains_exports_its_actor_and_distills(tmp_path) -> None:
+    """SAC end to end at tiny budgets: the frozen teacher acts as SB3's policy does, and a student learns from it."""
+    import pickle
+
+    import numpy as np
+    from stable_baselines3 import SAC
+
+    import robodistill as rd
+    from robodistill.distill.runner import DaggerRunner
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import Teacher, train_teacher
+
+    cfg = rd.load_config(PENDULUM, overrides=[*TINY, "teacher.algo=sac", "teacher.total_timesteps=400",
+                                              "teacher.learning_starts=100", "teacher.batch_size=64",
+                                              "teacher.net_arch=[32, 32]"])
+    teacher, info = train_teacher(cfg, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    assert info["teacher_env_steps"] >= 400 and teacher.spec["algo"] == "sac" and teacher.squash
+    model = SAC.load(str(tmp_path / "teacher" / "sb3_model.zip"), device="cpu")
+    with open(tmp_path / "teacher" / "vecnormalize.pkl", "rb") as fh:
+        norm = pickle.load(fh)  # a file this test just wrote
+    obs = np.random.default_rng(0).standard_normal((32, teacher.spec["obs_dim"])).astype(np.float32)
+    expected, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+    got = Teacher.load(tmp_path).act(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert np.abs(expected).max() > 1e-3  # a trained actor, not a constant zero
+    figures = DaggerRunner(cfg, teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
+    assert figures["distill_iterations"] == 2 and np.isfinite(figures["score"])
+    assert (tmp_path / "student" / "student.pt").is_file()

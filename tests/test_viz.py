@@ -60,6 +60,16 @@ def _frames(path: Path) -> list[np.ndarray]:
 # ---- render -------------------------------------------------------------------------------------------
 
 
+def _render(run_dir, out, names, steps, width=160, height=120):
+    """``render_video`` as the render command calls it, returning its stats (with each lane's trajectory)."""
+    from robodistill.viz.common import load_policy, load_run
+    from robodistill.viz.render import render_video
+
+    cfg = load_run(run_dir)
+    policies = {name: load_policy(run_dir, name, cfg) for name in names}
+    return render_video(cfg, policies, out, steps, seed=0, width=width, height=height)
+
+
 def test_render_gif_side_by_side_differs_between_policies(run_dir, tmp_path, capsys):
     out = tmp_path / "teacher_random.gif"
     assert main(["render", str(run_dir), "--out", str(out), "--steps", "40", "--policies", "teacher,random",
@@ -69,24 +79,25 @@ def test_render_gif_side_by_side_differs_between_policies(run_dir, tmp_path, cap
     assert len(frames) == 41 and frames[0].shape == (120, 320, 3)
     for frame in (frames[0], frames[-1]):
         assert frame[:, :160].std() > 5 and frame[:, 160:].std() > 5  # not blank
-    body = slice(40, None)  # below the text overlay
-    # same episode: identical first frame (same parameters and initial state) ...
-    assert np.abs(frames[0][body, :160].astype(int) - frames[0][body, 160:]).mean() < 1.0
-    # ... and different policies move the pole differently
-    assert np.abs(frames[-1][body, :160].astype(int) - frames[-1][body, 160:]).mean() > 1.0
+    # the lanes start from the same episode and then move apart (compared as trajectories, not pixels)
+    stats = _render(run_dir, tmp_path / "again.gif", ["teacher", "random"], 40)
+    teacher, random = stats.trajectories["teacher"], stats.trajectories["random"]  # [41, nq]
+    assert teacher.shape == random.shape == (41, 1)
+    np.testing.assert_array_equal(teacher[0], random[0])
+    assert np.abs(teacher[-10:] - random[-10:]).max() > 0.1
 
 
 def test_render_student_and_onnx_play_the_same_episode(run_dir, tmp_path):
     pytest.importorskip("imageio_ffmpeg")
     out = tmp_path / "student_onnx.mp4"
-    assert main(["render", str(run_dir), "--out", str(out), "--steps", "30", "--policies", "student,onnx",
-                 "--width", "160", "--height", "128"]) == 0
+    stats = _render(run_dir, out, ["student", "onnx"], 30, height=128)
     import imageio.v2 as imageio
 
     frames = [f for f in imageio.get_reader(out)]
-    assert len(frames) == 31 and frames[-1].shape == (128, 320, 3)
-    last = frames[-1][40:].astype(int)  # same actions up to 1e-6: only video compression noise differs
-    assert last.std() > 5 and np.abs(last[:, :160] - last[:, 160:]).mean() < 3.0
+    assert len(frames) == 31 and frames[-1].shape == (128, 320, 3) and frames[-1][40:].std() > 5
+    student, onnx = stats.trajectories["student"], stats.trajectories["onnx"]  # [31, nq]
+    assert np.abs(student[-1] - student[0]).max() > 0.05  # the pole moves
+    np.testing.assert_allclose(onnx, student, rtol=0, atol=1e-4)  # actions equal to float32 rounding
 
 
 # ---- viewer -------------------------------------------------------------------------------------------

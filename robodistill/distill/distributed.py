@@ -85,10 +85,12 @@ def broadcast_float(value: float) -> float:
 
 
 def in_sync(module: nn.Module) -> bool:
-    """Whether every rank holds bit-identical parameters (compares a digest of the weights)."""
+    """Whether every rank holds bit-identical parameters and buffers (the observation normalizer's statistics
+    among them); compares a digest."""
     if not active():
         return True
-    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in module.parameters())).digest()
+    tensors = [*module.parameters(), *module.buffers()]
+    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in tensors)).digest()
     local = torch.tensor(list(digest[:8]), dtype=torch.int64)
     gathered = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, local)

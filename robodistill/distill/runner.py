@@ -96,6 +96,20 @@ class DaggerRunner:
         self.state = self.student.initial_state(self.env.num_envs)
         self.starts = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.device)
 
+    def rollout_snapshot(self) -> dict[str, Any] | None:
+        """The environments mid-episode and the student's state in each, for a checkpoint (None before
+        :meth:`start`, or on a backend that cannot snapshot): a resume continues exactly where this left off."""
+        if self.obs is None or not hasattr(self.env.backend, "snapshot"):
+            return None
+        return {"env": self.env.backend.snapshot(), "obs": {k: v.cpu() for k, v in self.obs.items()},
+                "policy_state": self.state.cpu(), "starts": self.starts.cpu()}
+
+    def restore_rollout(self, snap: dict[str, Any]) -> None:
+        """Put the environments and the student's state back as :meth:`rollout_snapshot` recorded them."""
+        self.env.backend.restore(snap["env"])
+        self.obs = {k: v.to(self.device) for k, v in snap["obs"].items()}
+        self.state, self.starts = snap["policy_state"].to(self.device), snap["starts"].to(self.device)
+
     def collect(self, beta: float) -> dict[str, float]:
         """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
         every visited state gets the teacher's label, stored in the buffer as ``self.layout`` arranges it."""
@@ -169,16 +183,21 @@ class DaggerRunner:
                                "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
                                "labels": self.labels, "torch_rng": torch.get_rng_state(),
-                               "gen": self.gen.get_state(), "episodes": self.env.backend.sampler.state()},
+                               "gen": self.gen.get_state(), "episodes": self.env.backend.sampler.state(),
+                               "rollout": self.rollout_snapshot()},
                               student_dir / CHECKPOINT_FILE)
         self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint; a corrupted one, or one whose shapes do not fit the config, is refused."""
+        from robodistill.runs import load_plain
+
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = load_plain(path, "checkpoint")  # tensors and plain data only: a checkpoint cannot run code
             if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError("not a robodistill distillation checkpoint")
+        except UsageError:
+            raise
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
             raise UsageError(f"corrupted checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
         mismatched = [k for k in ("encoder", "obs_dim", "action_dim", "history", "hidden", "rnn_hidden",
@@ -197,8 +216,13 @@ class DaggerRunner:
         self.buffer.load_state_dict(ckpt["buffer"])
         self.iteration, self.env_steps, self.labels = ckpt["iteration"], ckpt["env_steps"], ckpt["labels"]
         torch.set_rng_state(ckpt["torch_rng"])
-        self.gen.set_state(ckpt["gen"])
-        self.env.backend.sampler.set_state(ckpt["episodes"])
+        if self.rank == 0:  # the checkpoint holds rank 0's streams; other ranks go on from their own seeds
+            self.gen.set_state(ckpt["gen"])
+            self.env.backend.sampler.set_state(ckpt["episodes"])
+            if ckpt.get("rollout") is not None:
+                self.restore_rollout(ckpt["rollout"])
+            else:
+                log.info("checkpoint %s holds no environment snapshot: environments start new episodes", path)
         if self.rank == 0:  # iterations after the checkpoint are redone: each is recorded once
             truncate_metrics(self.run_dir, "distill", self.iteration)
         log.info("resumed from %s at iteration %d", path, self.iteration)
@@ -212,7 +236,8 @@ class DaggerRunner:
         if evaluator is not None:
             log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                      evaluator.random_result.mean)
-        self.start()
+        if self.obs is None:  # a resumed run continues its environments' episodes
+            self.start()
         score, result = float("nan"), None
         bar = tqdm(total=dc.iterations, initial=self.iteration, desc="distill", unit="it", dynamic_ncols=True,
                    leave=False, disable=None if self.rank == 0 else True)

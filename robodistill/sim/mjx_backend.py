@@ -3,7 +3,7 @@
 The task code is the same as on the C engine: observation, reward, termination, action hooks and the mapping
 of randomized parameters onto Model fields are the task's pure functions, called here with ``xp=jax.numpy``
 inside ``jit``. Per-environment parameters are Model fields with a leading batch axis, vmapped through
-``in_axes`` (DESIGN.md section 5).
+``in_axes`` (docs/design.md section 5).
 
 Episodes are sampled on the host by the same :class:`EpisodeSampler` as the C backend, so the two backends see
 identical parameters and initial states for the same seed. To restart finished episodes without a second

@@ -160,6 +160,34 @@ class MujocoBackend:
         self.sampler.set_state(episodes)
         self.noise_rng.bit_generator.state = noise
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that decides this batch's future (physics state, episode bookkeeping, every random stream),
+        as tensors and plain data: a checkpoint that :meth:`restore` continues bit for bit."""
+        tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731 - a copy, detached from the live arrays
+        return {"backend": self.name, "state": tensor(self.state), "sensordata": tensor(self.sensordata),
+                "prev_action": tensor(self.prev_action), "steps": tensor(self.steps), "command": tensor(self.command),
+                "params": {p: tensor(v) for p, v in self.params.items()},
+                "fields": {f: tensor(np.stack([views[f] for views in self._model_views]))
+                           for f in self.task.model_fields},
+                "episodes": self.sampler.state(), "noise": self.noise_rng.bit_generator.state,
+                "physics_faults": self.physics_faults}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Continue from :meth:`snapshot` (of a batch of the same task and size); a mismatch is a ValueError."""
+        if snap.get("backend") != self.name or tuple(snap["state"].shape) != self.state.shape:
+            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with state {tuple(snap['state'].shape)}, "
+                             f"not {self.name!r} with {self.state.shape}")
+        for name in ("state", "sensordata", "prev_action", "steps", "command"):
+            getattr(self, name)[...] = snap[name].numpy()
+        for p, v in snap["params"].items():
+            self.params[p][...] = v.numpy()
+        for f, values in snap["fields"].items():
+            for views, value in zip(self._model_views, values.numpy()):
+                views[f][...] = value
+        self.sampler.set_state(snap["episodes"])
+        self.noise_rng.bit_generator.state = snap["noise"]
+        self.physics_faults = int(snap["physics_faults"])
+
     def action_from_torch(self, action: Any) -> np.ndarray:
         """Convert a torch action ``[B, A]`` to this backend's array type."""
         return action.detach().to("cpu", dtype=torch.float64).numpy()

@@ -3,7 +3,7 @@
 Every function that runs per step takes an array namespace ``xp`` (``numpy`` for the C engine, ``jax.numpy``
 under ``jit`` for MJX) and batched arrays, and returns batched arrays; nothing reads or writes simulator objects.
 Host-side sampling (randomized parameters, initial states, commands) uses a seeded ``numpy`` Generator, so both
-backends see the same episodes for the same seed (DESIGN.md decisions 1-3).
+backends see the same episodes for the same seed (docs/design.md decisions 1-3).
 
 Observation terms are declared, not coded: proprio terms are named MJCF sensors with a declared transform,
 plus the previous action and the command. The same declarations go into the ONNX metadata, so a controller

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -36,6 +36,7 @@ class RenderStats:
     frames: int
     seconds: float
     bytes: int
+    trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # policy -> qpos at every frame [frames, nq]
 
     @property
     def frames_per_second(self) -> float:
@@ -112,6 +113,7 @@ class _Lane:
         self.obs = self.env.reset()
         self.policy.reset(1)
         self.episode, self.step_in_episode, self.ret = 1, 0, 0.0
+        self.qpos: list[np.ndarray] = []  # the state drawn in each frame
 
     def frame(self) -> np.ndarray:
         """The current state rendered with the overlay, ``[H, W, 3]`` uint8."""
@@ -119,6 +121,7 @@ class _Lane:
 
         mujoco.mj_setState(self.model, self.data, self.backend.state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
         mujoco.mj_forward(self.model, self.data)
+        self.qpos.append(self.data.qpos.copy())
         self.renderer.update_scene(self.data, camera=self.camera)
         if self.fast:
             flags = self.renderer.scene.flags
@@ -210,4 +213,5 @@ def render_video(cfg: "Config", policies: dict[str, "Policy"], out: Path, steps:
     finally:
         for lane in lanes:
             lane.close()
-    return RenderStats(out, frames, time.time() - t0, out.stat().st_size)
+    return RenderStats(out, frames, time.time() - t0, out.stat().st_size,
+                       {lane.name: np.stack(lane.qpos) for lane in lanes})

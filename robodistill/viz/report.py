@@ -1,7 +1,7 @@
 """The run report: training curves from ``metrics.jsonl``, figures from ``summary.json`` and a robustness map.
 
 The robustness map evaluates the student over a grid of two randomized parameters with the paired protocol
-(DESIGN.md decision 7) restricted to each cell: both parameters are pinned (``env.randomization.NAME = [v, v]``)
+(docs/design.md decision 7) restricted to each cell: both parameters are pinned (``env.randomization.NAME = [v, v]``)
 while the others stay randomized as configured, and the teacher, the student and the random policy play the
 same held-out episodes in every cell. Plots use matplotlib's Agg backend (no display needed).
 """
