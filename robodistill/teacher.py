@@ -346,7 +346,10 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
-        dtype = update_dtype(tc.update_precision if tc.algo == "ppo" else "float32", torch.device("cpu"))
+        precision = tc.update_precision if tc.algo == "ppo" else "float32"
+        trial = _ppo_update_trial(model, tc.batch_size) if precision == "auto" else None
+        dtype = update_dtype(precision, torch.device("cpu"), trial, f"ppo {tc.net_arch} batch {tc.batch_size} "
+                             f"obs {env.obs_dims[group]} actions {env.action_dim}")
         log.info("%s updates in %s", stage, str(dtype).removeprefix("torch."))
         phases = _TrainingPhases(env, dtype)
         try:
@@ -362,6 +365,25 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
             "train_return": callback._mean_return()}
     return policy, info
+
+
+def _ppo_update_trial(model: Any, batch_size: int) -> Callable[[torch.dtype], None]:
+    """One PPO minibatch's forward and backward pass in a given dtype, on a copy of the policy and synthetic
+    observations (the update's cost, not its values, is what a precision trial measures); draws from a private
+    generator, so SB3's random stream is untouched."""
+    policy = copy.deepcopy(model.policy).train()
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(batch_size, *model.observation_space.shape, generator=gen)
+    actions = torch.rand(batch_size, *model.action_space.shape, generator=gen) * 2 - 1
+
+    def trial(dtype: torch.dtype) -> None:
+        policy.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
+            values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = -log_prob.float().mean() + values.float().pow(2).mean() - entropy.float().mean()
+        loss.backward()
+
+    return trial
 
 
 def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:

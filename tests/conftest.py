@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# the update-precision trials' cache: one per test session, shared by its subprocesses (so a resumed run trains in
+# the dtype its first process chose), never the developer's own
+os.environ.setdefault("ROBODISTILL_CACHE", tempfile.mkdtemp(prefix="robodistill-cache-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM = ROOT / "configs" / "pendulum.yaml"

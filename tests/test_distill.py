@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -97,12 +99,53 @@ def test_teacher_frozen_and_loss_goes_down(tiny_cfg, tiny_teacher, tmp_path):
     assert not any(p.requires_grad for p in tiny_teacher.parameters())
 
 
-def test_update_precision_resolves_to_what_the_device_computes_natively():
+def test_update_precision_auto_is_decided_by_a_timed_trial_and_cached(tmp_path, monkeypatch):
+    import time
+
+    import robodistill.precision as precision
+
     cpu = torch.device("cpu")
-    assert update_dtype("float32", cpu) is torch.float32
-    assert update_dtype("bfloat16", cpu) is torch.bfloat16
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert update_dtype("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+    assert update_dtype("float32", cpu) is torch.float32 and update_dtype("bfloat16", cpu) is torch.bfloat16
+    monkeypatch.setenv(precision.CACHE_ENV_VAR, str(tmp_path))
+    calls = []
+
+    def trial_where(bf16_seconds, f32_seconds):  # noqa: ANN001, ANN202
+        def trial(dtype):  # noqa: ANN001, ANN202
+            calls.append(dtype)
+            time.sleep(bf16_seconds if dtype == torch.bfloat16 else f32_seconds)
+        return trial
+
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device: False)
+    assert update_dtype("auto", cpu, trial_where(0.001, 0.01), "net a") is torch.float32 and not calls  # emulated
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device: True)
+    assert update_dtype("auto", cpu, trial_where(0.001, 0.01), "net a") is torch.bfloat16  # 10x faster
+    assert calls.count(torch.bfloat16) == calls.count(torch.float32) == 1 + precision.TRIAL_ROUNDS
+    assert update_dtype("auto", cpu, trial_where(0.01, 0.001), "net b") is torch.float32  # slower
+    assert update_dtype("auto", cpu, trial_where(0.009, 0.01), "net c") is torch.float32  # not a clear margin
+    calls.clear()
+    assert update_dtype("auto", cpu, trial_where(0.01, 0.001), "net a") is torch.bfloat16  # cached: no trial
+    assert not calls
+    cached = json.loads((tmp_path / "update_precision.json").read_text())
+    assert sorted(v["dtype"] for v in cached.values()) == ["bfloat16", "float32", "float32"]
+
+
+def test_auto_precision_trial_leaves_the_run_as_it_was(tiny_cfg, tiny_teacher, tmp_path, monkeypatch):
+    """The trial runs on a copy of the student and draws nothing from the run's streams: the same run with the
+    trial's answer fixed in advance gives the same weights."""
+    import robodistill.precision as precision
+
+    monkeypatch.setenv(precision.CACHE_ENV_VAR, "")  # no cache: the trial runs
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(precision, "CLEAR_MARGIN", 1e9)  # the trial always answers float32
+    weights = []
+    for i, mode in enumerate(("auto", "float32")):
+        runner = _runner(tiny_cfg, tiny_teacher, tmp_path / str(i), update_precision=mode)
+        runner.collect(0.5)
+        runner.update()
+        assert runner.update_dtype is torch.float32
+        weights.append([p.detach().clone() for p in runner.student.parameters()])
+        runner.close()
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "gru"])

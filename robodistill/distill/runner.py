@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from copy import deepcopy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from robodistill.student import build_student, student_spec
 
 if TYPE_CHECKING:
     from robodistill.config import Config
+    from robodistill.student import Student
     from robodistill.teacher import Teacher
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class DaggerRunner:
         # the fused kernel updates every parameter in one pass: 7 % faster updates on the CPU (BENCHMARKS.md)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate,
                                           fused=self.device.type in ("cpu", "cuda"))
-        self.update_dtype = update_dtype(dc.update_precision, self.device)
+        # "auto" is decided by a timed trial of the real update, once the buffer holds samples (first update)
+        self.update_dtype = None if dc.update_precision == "auto" else update_dtype(dc.update_precision, self.device)
         # recurrent students learn from stored sequences; windowed ones from single steps, windows cut from rollouts
         b, t = self.env.num_envs, dc.steps_per_iteration
         self.layout = (SequenceLayout(cfg.student.bptt_length) if self.student.recurrent
@@ -147,18 +150,13 @@ class DaggerRunner:
     def update(self) -> float:
         """``updates_per_iteration`` minibatch steps on the aggregate; returns the mean loss."""
         dc = self.cfg.distill
+        if self.update_dtype is None:
+            self.update_dtype = self._resolve_update_dtype()
         self.student.train()
         losses = torch.zeros(dc.updates_per_iteration, device=self.device)
         for k in range(dc.updates_per_iteration):
             batch = self.layout.sample(self.buffer, dc.batch_size)
-            with torch.autocast(self.device.type, dtype=self.update_dtype,
-                                enabled=self.update_dtype != torch.float32):
-                mean, std, value = self.student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
-            mean, std, value = mean.float(), std.float(), value.float()  # the loss in float32
-            loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"],
-                                     dc.huber_delta)
-            if dc.value_loss_coef > 0:
-                loss = loss + dc.value_loss_coef * F.mse_loss(value, batch["teacher_value"])
+            loss = self._loss(self.student, batch, self.update_dtype)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.student)
@@ -167,6 +165,39 @@ class DaggerRunner:
             losses[k] = loss.detach()  # no sync per update
         self.student.eval()
         return float(losses.mean())
+
+    def _loss(self, student: "Student", batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """The distillation loss of ``student`` on a sampled ``batch``, its forward pass in ``dtype``."""
+        dc = self.cfg.distill
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            mean, std, value = student.unroll(batch["obs"], batch["state0"], batch["starts"].bool())
+        mean, std, value = mean.float(), std.float(), value.float()  # the loss in float32
+        loss = distillation_loss(dc.loss, mean, std, batch["teacher_mean"], batch["teacher_std"], dc.huber_delta)
+        if dc.value_loss_coef > 0:
+            loss = loss + dc.value_loss_coef * F.mse_loss(value, batch["teacher_value"])
+        return loss
+
+    def _resolve_update_dtype(self) -> torch.dtype:
+        """``distill.update_precision``; "auto" by a timed trial of this run's update (see robodistill/precision.py)
+        on a copy of the student and a batch of the buffer, drawing nothing from the run's random streams."""
+        dc = self.cfg.distill
+        gen_state = self.gen.get_state()
+        batch = self.layout.sample(self.buffer, dc.batch_size)
+        self.gen.set_state(gen_state)
+        copy = deepcopy(self.student).train()
+
+        def trial(dtype: torch.dtype) -> None:
+            copy.zero_grad(set_to_none=True)
+            self._loss(copy, batch, dtype).backward()
+
+        spec = self.student.spec
+        shape = (f"student {spec['encoder']} obs {spec['obs_dim']} history {spec['history']} hidden {spec['hidden']} "
+                 f"rnn {spec['rnn_hidden']} batch {dc.batch_size}")
+        dtype = update_dtype(dc.update_precision, self.device, trial, shape)
+        if self.world_size > 1:  # every rank trains in rank 0's choice
+            dtype = torch.bfloat16 if distributed.broadcast_float(float(dtype == torch.bfloat16)) else torch.float32
+        log.info("student updates in %s", str(dtype).removeprefix("torch."))
+        return dtype
 
     def close(self) -> None:
         """Release the environments' threads and the labeler's."""
@@ -232,7 +263,6 @@ class DaggerRunner:
         dc = self.cfg.distill
         t0 = time.time()
         evaluator = PairedEvaluator(self.cfg, self.teacher) if self.rank == 0 else None
-        log.info("student updates in %s", str(self.update_dtype).removeprefix("torch."))
         if evaluator is not None:
             log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                      evaluator.random_result.mean)
