@@ -85,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Warnings and errors on the console (everything with ``-v``); the run's ``log.txt`` gets robodistill's INFO
+    lines too, so a failure prints exactly one line on stderr (the README's exit-code contract)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)  # third-party libraries stay at WARNING
 
 

@@ -43,7 +43,7 @@ class TaskConfig:
 class EnvConfig:
     """Simulation backend and the per-episode randomization ranges."""
 
-    backend: Literal["mujoco", "mjx"] = "mujoco"
+    backend: str = "mujoco"  # a registered backend (robodistill/sim/registry.py): mujoco, mjx, ...
     num_threads: int = field(default=2, metadata=_range(1, 256))
     episode_length: Optional[int] = field(default=None, metadata=_range(1))
     randomize: bool = True
@@ -316,6 +316,10 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     cfg = _build(Config, apply_overrides(raw, list(overrides or [])))
     from robodistill.tasks import get_task_class  # late import: tasks import nothing from here at import time
 
+    from robodistill.sim.registry import backend_names
+
+    if cfg.env.backend not in backend_names():
+        raise ConfigError(f"env.backend: unknown backend {cfg.env.backend!r}; registered: {', '.join(backend_names())}")
     task_cls = get_task_class(cfg.task)
     task_cls.validate_randomization(cfg.env.randomization)
     task_cls.validate_reward_scales(cfg.task.reward_scales)

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 
 from robodistill.errors import ConfigError
+from robodistill.sim.registry import get_backend
 from robodistill.tasks import get_task_class
 from robodistill.tasks.base import Task
 
 if TYPE_CHECKING:
     from robodistill.config import Config
+    from robodistill.sim.interface import Backend
 
 Obs = dict[str, torch.Tensor]
 
@@ -34,7 +36,7 @@ def make_task(task: "str | Task | Config", randomize: bool = True) -> Task:
 class BatchedEnv:
     """``num_envs`` environments of one task stepped together; observation groups ``proprio`` and ``privileged``."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: "Backend") -> None:
         self.backend = backend
         self.task: Task = backend.task
         self.layout = backend.layout
@@ -121,19 +123,12 @@ def _to_bool(array: Any) -> torch.Tensor:
 
 def make_env(task: "str | Task | Config", num_envs: int, backend: str = "mujoco", seed: int = 0,
              num_threads: int = 2, randomize: bool = True) -> BatchedEnv:
-    """A batched environment of ``task`` on ``backend`` ("mujoco" or "mjx") with ``num_envs`` copies."""
+    """A batched environment of ``task`` with ``num_envs`` copies on a registered ``backend`` ("mujoco", "mjx",
+    or one added with :func:`robodistill.sim.registry.register_backend`)."""
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
-    task_obj = make_task(task, randomize=randomize)
-    if backend == "mujoco":
-        from robodistill.sim.mujoco_backend import MujocoBackend
-
-        return BatchedEnv(MujocoBackend(task_obj, num_envs, seed, num_threads))
-    if backend == "mjx":
-        from robodistill.sim.mjx_backend import MjxBackend
-
-        return BatchedEnv(MjxBackend(task_obj, num_envs, seed))
-    raise ConfigError(f"unknown backend {backend!r} (choose 'mujoco' or 'mjx')")
+    backend_cls = get_backend(backend)
+    return BatchedEnv(backend_cls(make_task(task, randomize=randomize), num_envs, seed, num_threads))
 
 
 def env_from_config(cfg: "Config", num_envs: int, seed: int, randomize: bool = True) -> BatchedEnv:

@@ -53,7 +53,7 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
         record: dict[str, np.ndarray] = {"qpos": sim.qpos.copy(), "qvel": sim.qvel.copy(),
                                          "command": backend.command.copy()}
         for field in env.task.model_fields:  # the model each episode ran on (nominal parameters)
-            record[f"model.{field}"] = np.stack([getattr(m, field) for m in backend.models])
+            record[f"model.{field}"] = np.stack([getattr(backend.env_model(i), field) for i in range(episodes)])
         result = play(env, StudentPolicy(student), obs)
     finally:
         env.close()

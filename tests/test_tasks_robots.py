@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import robodistill as rd
-from robodistill.sim.mujoco_backend import load_model
+from robodistill.sim.compile import load_model
 from robodistill.tasks import get_task_class
 from robodistill.tasks.base import SimArrays
 

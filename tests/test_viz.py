@@ -145,18 +145,18 @@ def test_viewer_keys_switch_push_restart_and_resample(run_dir):
     driver = V.PolicyDriver(cfg, policies, "student", seed=0, command=None)
     try:
         kick = push_velocity(driver.model)
-        start_state = driver.backend.state[0].copy()
+        start_state = driver.backend.env_physics_state(0)
         for _ in range(5):
             driver.step()
         V.handle_key(driver, ord("8"), kick, missing)
         assert driver.state.policy == "teacher"
         V.handle_key(driver, ord("9"), kick, missing)
         assert driver.state.policy == "onnx"
-        qvel = driver.backend.state[0, driver.backend._qvel_slice].copy()
+        qvel = driver.backend.sim_arrays().qvel[0].copy()
         V.handle_key(driver, V.KEY_UP, kick, missing)
-        assert driver.backend.state[0, driver.backend._qvel_slice][0] == pytest.approx(qvel[0] + kick[0])
+        assert driver.backend.sim_arrays().qvel[0, 0] == pytest.approx(qvel[0] + kick[0])
         V.handle_key(driver, V.KEY_HOME, kick, missing)  # restart: same start, step 0
-        assert driver.state.step == 0 and np.array_equal(driver.backend.state[0], start_state)
+        assert driver.state.step == 0 and np.array_equal(driver.backend.env_physics_state(0), start_state)
         params = {k: float(v[0]) for k, v in driver.backend.params.items()}
         V.handle_key(driver, V.KEY_ENTER, kick, missing)  # new episode: resampled, pinned mass kept
         new = {k: float(v[0]) for k, v in driver.backend.params.items()}

@@ -23,6 +23,7 @@ drift apart over time.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -30,14 +31,16 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import mujoco
 import numpy as np
 import torch
 
 from robodistill.errors import ConfigError
+from robodistill.sim.compile import compile_task
+from robodistill.sim.control_step import after_physics, before_physics, observe_step
 from robodistill.sim.episodes import EpisodeBatch, EpisodeSampler
-from robodistill.sim.mujoco_backend import compile_task
 from robodistill.tasks.base import SimArrays, Task
-from robodistill.tasks.observation import noise_std_vector, observe
+from robodistill.tasks.observation import noise_std_vector
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,8 @@ class MjxBackend:
 
     name = "mjx"
 
-    def __init__(self, task: Task, num_envs: int, seed: int) -> None:
+    def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 1) -> None:
+        """``num_threads`` is accepted for the common constructor and unused: the device steps the batch."""
         jax, jnp, mjx = _import_jax()
         self._jax, self._jnp, self._mjx = jax, jnp, mjx
         enable_compilation_cache(jax)
@@ -141,109 +145,112 @@ class MjxBackend:
         self.physics_faults = 0
         self.compile_seconds: dict[str, float] = {}  # first reset and first step, compile included
         self.state: EnvState | None = None
+        self._observe_now: Any = None
         self._build_functions()
 
     # ---- jitted device functions --------------------------------------------------------------------
 
     def _build_functions(self) -> None:
-        jax, jnp, mjx = self._jax, self._jnp, self._mjx
-        task, layout, base = self.task, self.layout, self.mjx_model
-        fields_names = tuple(task.model_fields)
-        nominal = {f: jnp.asarray(v, dtype=jnp.float32) for f, v in self.nominal.items()}
+        """Compile (lazily, at first call) the reset and the control step of the whole batch."""
+        jax = self._jax
+        self._observe_now = None
+        self._init = jax.jit(self._init_fn)
+        on_cpu = jax.default_backend() == "cpu"
+        self._step = jax.jit(self._step_fn, donate_argnums=() if on_cpu else (0,))
+
+    def _batched_model(self, fields: dict[str, Any]) -> Any:
+        """The MJX Model with the randomized ``fields`` ``{name: [B, ...]}`` in place of the nominal ones."""
+        return self.mjx_model.tree_replace(dict(fields))
+
+    def _vmap_over_model(self, fn: Any) -> Any:
+        """``fn(model, *per_env)`` vmapped over environments: randomized fields carry the batch axis, every other
+        leaf of the Model is shared."""
+        jax = self._jax
+        axes = jax.tree_util.tree_map(lambda _: None, self.mjx_model).tree_replace(
+            {f: 0 for f in self.task.model_fields})
+        return jax.vmap(fn, in_axes=(axes, 0, 0))
+
+    def _start_data(self, fields: dict[str, Any], qpos: Any, qvel: Any) -> Any:
+        """Fresh data at the sampled state, after a forward pass (mj_resetData, set, mj_forward)."""
+        mjx = self._mjx
+
+        def one(m: Any, qp: Any, qv: Any) -> Any:
+            return mjx.forward(m, mjx.make_data(m).replace(qpos=qp, qvel=qv))
+
+        return self._vmap_over_model(one)(self._batched_model(fields), qpos, qvel)
+
+    def _physics(self, fields: dict[str, Any], data: Any, ctrl: Any) -> Any:
+        """``decimation`` physics steps at constant ctrl; sensordata is from the last step's forward pass."""
+        jax, mjx, decimation = self._jax, self._mjx, self.task.decimation
+
+        def one(m: Any, d: Any, u: Any) -> Any:
+            return jax.lax.fori_loop(0, decimation, lambda _, x: mjx.step(m, x), d.replace(ctrl=u))
+
+        return self._vmap_over_model(one)(self._batched_model(fields), data, ctrl)
+
+    def _observe(self, state: EnvState, key: Any) -> tuple[Any, Any]:
+        """Float32 ``(proprio, privileged)`` of ``state``, sensor noise drawn from ``key``."""
+        jax, jnp = self._jax, self._jnp
+        noise = jax.random.normal(key, (state.steps.shape[0], self.layout.proprio_dim)) if self._noise else None
+        proprio, privileged = observe_step(self.layout, self.task, _sim(state.data), state.prev_action,
+                                           state.command, state.params, noise, jnp)
+        return proprio.astype(jnp.float32), privileged.astype(jnp.float32)
+
+    def _nominal(self) -> dict[str, Any]:
+        return {f: self._jnp.asarray(v, dtype=self._jnp.float32) for f, v in self.nominal.items()}
+
+    def _init_fn(self, params: dict[str, Any], qpos: Any, qvel: Any, command: Any, next_params: dict[str, Any],
+                 next_qpos: Any, next_qvel: Any, next_command: Any, key: Any) -> tuple[EnvState, Any, Any]:
+        """The device state of a fresh batch (current and buffered next episodes) and its observation."""
+        jax, jnp = self._jax, self._jnp
+        fields = self.task.apply_params(self._nominal(), params, jnp)
+        n = qpos.shape[0]
+        state = EnvState(self._start_data(fields, qpos, qvel), fields, params, command,
+                         jnp.zeros((n, self.action_dim), jnp.float32), jnp.zeros(n, jnp.int32), key,
+                         next_params, next_qpos, next_qvel, next_command)
+        key, sub = jax.random.split(key)
+        proprio, privileged = self._observe(state, sub)
+        return state._replace(key=key), proprio, privileged
+
+    def _restart(self, state: EnvState, done: Any, key: Any, proprio: Any,
+                 privileged: Any) -> tuple[EnvState, Any, Any]:
+        """Swap the buffered next episode in where ``done [B]``; observe the restarted environments."""
+        jax, jnp = self._jax, self._jnp
+        fresh_fields = self.task.apply_params(self._nominal(), state.next_params, jnp)
+        fresh = self._start_data(fresh_fields, state.next_qpos, state.next_qvel)
+        pick = lambda new, old: _where_rows(jnp, done, new, old)  # noqa: E731
+        state = state._replace(
+            data=jax.tree_util.tree_map(pick, fresh, state.data),
+            fields=jax.tree_util.tree_map(pick, fresh_fields, state.fields),
+            params=jax.tree_util.tree_map(pick, state.next_params, state.params),
+            command=pick(state.next_command, state.command),
+            prev_action=pick(jnp.zeros_like(state.prev_action), state.prev_action),
+            steps=pick(jnp.zeros_like(state.steps), state.steps))
+        p, q = self._observe(state, key)
+        return state, pick(p, proprio), pick(q, privileged)
+
+    def _step_fn(self, state: EnvState, action: Any) -> tuple[EnvState, dict[str, Any]]:
+        """One control step of the batch with auto-reset (the task's logic: robodistill/sim/control_step.py)."""
+        jax, jnp, task = self._jax, self._jnp, self.task
         offset = jnp.asarray(self.action_offset, dtype=jnp.float32)
         scale = jnp.asarray(self.action_scale, dtype=jnp.float32)
-        proprio_dim, decimation, episode_length = layout.proprio_dim, task.decimation, task.episode_length
-        noisy = self._noise
-        # vmap the Model: the randomized fields carry the batch axis, every other leaf is shared
-        model_axes = jax.tree_util.tree_map(lambda _: None, base).tree_replace({f: 0 for f in fields_names})
-
-        def batched_model(fields: dict[str, Any]) -> Any:
-            return base.tree_replace(dict(fields))
-
-        def start_data(fields: dict[str, Any], qpos: Any, qvel: Any) -> Any:
-            """Fresh data at the sampled state, after a forward pass (mj_resetData, set, mj_forward)."""
-            def one(m: Any, qp: Any, qv: Any) -> Any:
-                d = mjx.make_data(m).replace(qpos=qp, qvel=qv)
-                return mjx.forward(m, d)
-            return jax.vmap(one, in_axes=(model_axes, 0, 0))(batched_model(fields), qpos, qvel)
-
-        def physics(fields: dict[str, Any], data: Any, ctrl: Any) -> Any:
-            """``decimation`` physics steps at constant ctrl; sensordata is from the last step's forward pass."""
-            def one(m: Any, d: Any, u: Any) -> Any:
-                d = d.replace(ctrl=u)
-                return jax.lax.fori_loop(0, decimation, lambda _, x: mjx.step(m, x), d)
-            return jax.vmap(one, in_axes=(model_axes, 0, 0))(batched_model(fields), data, ctrl)
-
-        def sim_of(data: Any) -> SimArrays:
-            return SimArrays(data.qpos, data.qvel, data.sensordata)
-
-        def obs_of(state: EnvState, key: Any) -> tuple[Any, Any]:
-            noise = jax.random.normal(key, (state.steps.shape[0], proprio_dim)) if noisy else None
-            proprio, privileged = observe(layout, task, sim_of(state.data), state.prev_action, state.command,
-                                          state.params, noise, jnp)
-            return _finite(jnp, proprio), _finite(jnp, privileged)
-
-        def init(params: dict[str, Any], qpos: Any, qvel: Any, command: Any, next_params: dict[str, Any],
-                 next_qpos: Any, next_qvel: Any, next_command: Any, key: Any) -> tuple[EnvState, Any, Any]:
-            fields = task.apply_params(nominal, params, jnp)
-            n = qpos.shape[0]
-            state = EnvState(start_data(fields, qpos, qvel), fields, params, command,
-                             jnp.zeros((n, offset.shape[0]), jnp.float32), jnp.zeros(n, jnp.int32), key,
-                             next_params, next_qpos, next_qvel, next_command)
-            key, sub = jax.random.split(key)
-            proprio, privileged = obs_of(state, sub)
-            return state._replace(key=key), proprio, privileged
-
-        def step(state: EnvState, action: Any) -> tuple[EnvState, dict[str, Any]]:
-            action = jnp.clip(jnp.nan_to_num(action.astype(jnp.float32), nan=0.0), -1.0, 1.0)  # [B, A]
-            applied = task.applied_action(action, state.prev_action, state.params, jnp)
-            data = state.data
-            kick = task.velocity_kick(state.steps, data.qvel, state.params, jnp)
-            if kick is not None:
-                data = data.replace(qvel=data.qvel + kick)
-            ctrl = offset + scale * applied  # [B, nu]
-            data = physics(state.fields, data, ctrl)
-            fault = ~(_ok(jnp, data.qpos) & _ok(jnp, data.qvel) & _ok(jnp, data.qacc))  # [B]
-            sim = sim_of(data)
-            reward = task.reward(sim, action, state.prev_action, state.command, jnp)
-            terminated = jnp.asarray(task.terminated(sim, state.command, jnp), dtype=bool) | fault
-            reward = jnp.where(fault, 0.0, reward).astype(jnp.float32)
-            steps = state.steps + 1
-            truncated = steps >= episode_length
-            left = task.out_of_bounds(sim, state.params, jnp)
-            if left is not None:
-                truncated = truncated | jnp.asarray(left, dtype=bool)
-            truncated = truncated & ~terminated
-            done = terminated | truncated
-            state = state._replace(data=data, prev_action=action, steps=steps)
-            key, k_obs, k_reset = jax.random.split(state.key, 3)
-            proprio, privileged = obs_of(state, k_obs)
-
-            def restart(state: EnvState) -> tuple[EnvState, Any, Any]:
-                """Swap the buffered next episode in where ``done``; observe the restarted environments."""
-                fresh_fields = task.apply_params(nominal, state.next_params, jnp)
-                fresh = start_data(fresh_fields, state.next_qpos, state.next_qvel)
-                pick = lambda new, old: _where_rows(jnp, done, new, old)  # noqa: E731
-                state = state._replace(
-                    data=jax.tree_util.tree_map(pick, fresh, state.data),
-                    fields=jax.tree_util.tree_map(pick, fresh_fields, state.fields),
-                    params=jax.tree_util.tree_map(pick, state.next_params, state.params),
-                    command=pick(state.next_command, state.command),
-                    prev_action=pick(jnp.zeros_like(state.prev_action), state.prev_action),
-                    steps=pick(jnp.zeros_like(state.steps), state.steps))
-                p, q = obs_of(state, k_reset)
-                return state, pick(p, proprio), pick(q, privileged)
-
-            state, new_proprio, new_privileged = jax.lax.cond(
-                done.any(), restart, lambda s: (s, proprio, privileged), state)
-            out = {"proprio": new_proprio, "privileged": new_privileged, "reward": reward,
-                   "terminated": terminated, "truncated": truncated, "fault": fault, "done": done,
-                   "final_proprio": proprio, "final_privileged": privileged}
-            return state._replace(key=key), out
-
-        on_cpu = jax.default_backend() == "cpu"
-        self._init = jax.jit(init)
-        self._step = jax.jit(step, donate_argnums=() if on_cpu else (0,))
+        control = before_physics(task, action.astype(jnp.float32), state.prev_action, state.steps,
+                                 state.data.qvel, state.params, offset, scale, jnp)
+        data = self._physics(state.fields, state.data.replace(qvel=control.qvel), control.ctrl)
+        fault = ~(_ok(jnp, data.qpos) & _ok(jnp, data.qvel) & _ok(jnp, data.qacc))  # [B]
+        outcome = after_physics(task, _sim(data), control.action, state.prev_action, state.command, state.params,
+                                state.steps, fault, jnp)
+        done = outcome.terminated | outcome.truncated
+        state = state._replace(data=data, prev_action=control.action, steps=outcome.steps.astype(jnp.int32))
+        key, k_obs, k_reset = jax.random.split(state.key, 3)
+        proprio, privileged = self._observe(state, k_obs)
+        state, new_proprio, new_privileged = jax.lax.cond(
+            done.any(), lambda s: self._restart(s, done, k_reset, proprio, privileged),
+            lambda s: (s, proprio, privileged), state)
+        out = {"proprio": new_proprio, "privileged": new_privileged, "reward": outcome.reward.astype(jnp.float32),
+               "terminated": outcome.terminated, "truncated": outcome.truncated, "fault": fault, "done": done,
+               "final_proprio": proprio, "final_privileged": privileged}
+        return state._replace(key=key), out
 
     # ---- host <-> device -------------------------------------------------------------------------------
 
@@ -324,6 +331,93 @@ class MjxBackend:
                 "terminated": out["terminated"], "truncated": out["truncated"], "final": final,
                 "fault": out["fault"]}
 
+    @property
+    def sensor_noise(self) -> bool:
+        """Whether proprio terms get their declared noise (changing it recompiles the step)."""
+        return self._noise
+
+    @sensor_noise.setter
+    def sensor_noise(self, on: bool) -> None:
+        if bool(on) != self._noise:
+            self._noise = bool(on)
+            self._build_functions()
+
+    def observe(self) -> tuple[Any, Any]:
+        """``(proprio, privileged)`` of the current state (sensor noise drawn anew)."""
+        if self._observe_now is None:
+            self._observe_now = self._jax.jit(self._observe_fn)
+        self.state, proprio, privileged = self._observe_now(self.state)
+        return proprio, privileged
+
+    def _observe_fn(self, state: EnvState) -> tuple[EnvState, Any, Any]:
+        key, sub = self._jax.random.split(state.key)
+        proprio, privileged = self._observe(state, sub)
+        return state._replace(key=key), proprio, privileged
+
+    def env_model(self, env_id: int) -> mujoco.MjModel:
+        """Environment ``env_id``'s model with its episode's randomized fields (a host copy)."""
+        model = copy.deepcopy(self.model)
+        for f, values in self.state.fields.items():
+            getattr(model, f)[...] = np.asarray(values[env_id])
+        return model
+
+    def env_physics_state(self, env_id: int) -> np.ndarray:
+        """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector, from the device's float32 state."""
+        d, data = self.state.data, mujoco.MjData(self.model)
+        data.time = float(d.time[env_id])
+        data.qpos[:], data.qvel[:] = np.asarray(d.qpos[env_id]), np.asarray(d.qvel[env_id])
+        if self.model.na:
+            data.act[:] = np.asarray(d.act[env_id])
+        out = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+        mujoco.mj_getState(self.model, data, out, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        return out
+
+    def push(self, kick: np.ndarray) -> None:
+        """Add ``kick [B, nv]`` to every environment's velocity (it acts from the next control step)."""
+        data = self.state.data
+        kick = self._to_device(np.asarray(kick, dtype=np.float32))
+        self.state = self.state._replace(data=data.replace(qvel=data.qvel + kick))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The device state (every leaf, as host tensors), the host mirrors and every random stream."""
+        jax = self._jax
+        state = self.state._replace(key=jax.random.key_data(self.state.key))
+        leaves = [_to_tensor(np.array(leaf)) for leaf in jax.tree_util.tree_leaves(state)]
+        nxt = self._next
+        return {"backend": self.name, "num_envs": self.num_envs, "leaves": leaves,
+                "params": {p: torch.from_numpy(v.copy()) for p, v in self.params.items()},
+                "command": torch.from_numpy(self.command.copy()),
+                "next": {"params": {p: torch.from_numpy(v.copy()) for p, v in nxt.params.items()},
+                         "qpos": torch.from_numpy(nxt.qpos.copy()), "qvel": torch.from_numpy(nxt.qvel.copy()),
+                         "command": torch.from_numpy(nxt.command.copy())},
+                "episodes": self.sampler.state(), "noise_seed": self._noise_seed,
+                "physics_faults": self.physics_faults}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Continue from :meth:`snapshot` of an MJX batch of the same task and size."""
+        jax = self._jax
+        if snap.get("backend") != self.name or snap.get("num_envs") != self.num_envs:
+            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with {snap.get('num_envs')} environments, "
+                             f"not {self.name!r} with {self.num_envs}")
+        if self.state is None:
+            self.reset()  # a template of the device state's structure
+        template = self.state._replace(key=jax.random.key_data(self.state.key))
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        if len(leaves) != len(snap["leaves"]):
+            raise ValueError("the snapshot's device state does not fit this task")
+        values = [self._to_device(_from_tensor(t, np.asarray(leaf).dtype)) for t, leaf in zip(snap["leaves"], leaves)]
+        state = jax.tree_util.tree_unflatten(treedef, values)
+        self.state = state._replace(key=jax.random.wrap_key_data(state.key))
+        for p, v in snap["params"].items():
+            self.params[p][:] = v.numpy()
+        self.command[:] = snap["command"].numpy()
+        nxt = snap["next"]
+        self._next = EpisodeBatch({p: v.numpy().copy() for p, v in nxt["params"].items()}, nxt["qpos"].numpy().copy(),
+                                  nxt["qvel"].numpy().copy(), nxt["command"].numpy().copy())
+        self.sampler.set_state(snap["episodes"])
+        self._noise_seed = int(snap["noise_seed"])
+        self.physics_faults = int(snap["physics_faults"])
+
     def _advance_episodes(self, ids: np.ndarray) -> None:
         """The buffered episode of ``ids`` became current on device: mirror that, then draw their next one."""
         nxt = self._next
@@ -345,6 +439,16 @@ class MjxBackend:
         self.state = None
 
 
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A host array as a tensor (unsigned 32-bit words, e.g. PRNG key data, as their int32 bit pattern)."""
+    return torch.from_numpy(array.view(np.int32) if array.dtype == np.uint32 else array)
+
+
+def _from_tensor(tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    array = tensor.numpy()
+    return array.view(np.uint32) if dtype == np.uint32 else array.astype(dtype, copy=False)
+
+
 def _rows(array: Any, ids: np.ndarray) -> torch.Tensor:
     """Rows ``ids`` of a device array, gathered by torch over its DLPack view (a jax gather would compile
     once for every distinct number of rows)."""
@@ -357,8 +461,8 @@ def _ok(jnp: Any, x: Any) -> Any:
     return (jnp.isfinite(x) & (jnp.abs(x) < _MAXVAL)).all(axis=1)
 
 
-def _finite(jnp: Any, x: Any) -> Any:
-    return jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(jnp.float32)
+def _sim(data: Any) -> SimArrays:
+    return SimArrays(data.qpos, data.qvel, data.sensordata)
 
 
 def _where_rows(jnp: Any, mask: Any, new: Any, old: Any) -> Any:

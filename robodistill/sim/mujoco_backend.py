@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import mujoco
 import mujoco.rollout
 import numpy as np
 import torch
 
-from robodistill.errors import ConfigError
+from robodistill.sim.compile import compile_task
+from robodistill.sim.control_step import after_physics, before_physics, finite
 from robodistill.sim.episodes import EpisodeSampler
 from robodistill.tasks.base import SimArrays, Task
-from robodistill.tasks.observation import ObservationLayout, build_layout, noise_std_vector, observe
+from robodistill.tasks.observation import noise_std_vector, observe
 
 log = logging.getLogger(__name__)
 
@@ -38,37 +39,6 @@ def _route_mujoco_warnings() -> None:
     if not _warnings_routed:
         mujoco.set_mju_user_warning(lambda text: log.debug("MuJoCo: %s", text.strip()))
         _warnings_routed = True
-
-
-def load_model(task: Task) -> mujoco.MjModel:
-    """Compile the task's MJCF, turning a missing or broken file into a one-line :class:`ConfigError`."""
-    path = task.mjcf_path
-    if not path.is_file():
-        raise ConfigError(f"MJCF file not found: {path}")
-    try:
-        return mujoco.MjModel.from_xml_path(str(path))
-    except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "compile error"
-        raise ConfigError(f"MJCF {path} does not compile: {first}") from None
-
-
-class CompiledTask(NamedTuple):
-    """A task's compiled model and the static facts every backend derives from it."""
-
-    model: mujoco.MjModel
-    layout: ObservationLayout
-    action_offset: np.ndarray  # [A]
-    action_scale: np.ndarray  # [A]
-    dt: float  # control period, s
-
-
-def compile_task(task: Task) -> CompiledTask:
-    """Compile the MJCF, bind the task's ids and resolve its observation terms and action mapping."""
-    model = load_model(task)
-    task.bind(model)
-    offset, scale = task.action_mapping(model)
-    return CompiledTask(model, build_layout(task, model), offset, scale,
-                        float(model.opt.timestep) * task.decimation)
 
 
 class MujocoBackend:
@@ -160,6 +130,22 @@ class MujocoBackend:
         self.sampler.set_state(episodes)
         self.noise_rng.bit_generator.state = noise
 
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(proprio, privileged)`` of the current state (sensor noise drawn anew)."""
+        return self._observe()
+
+    def env_model(self, env_id: int) -> mujoco.MjModel:
+        """Environment ``env_id``'s MjModel, with its episode's randomized fields (live: it changes at resets)."""
+        return self.models[env_id]
+
+    def env_physics_state(self, env_id: int) -> np.ndarray:
+        """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector (a copy)."""
+        return self.state[env_id].copy()
+
+    def push(self, kick: np.ndarray) -> None:
+        """Add ``kick [B, nv]`` to every environment's velocity (it acts from the next control step)."""
+        self.state[:, self._qvel_slice] += kick
+
     def snapshot(self) -> dict[str, Any]:
         """Everything that decides this batch's future (physics state, episode bookkeeping, every random stream),
         as tensors and plain data: a checkpoint that :meth:`restore` continues bit for bit."""
@@ -194,12 +180,11 @@ class MujocoBackend:
 
     def step(self, action: np.ndarray) -> dict[str, Any]:
         """Advance one control step (``decimation`` physics steps) with auto-reset of finished episodes."""
-        action = np.clip(np.nan_to_num(action, nan=0.0), -1.0, 1.0)  # [B, A]
-        applied = self.task.applied_action(action, self.prev_action, self.params, np)
-        kick = self.task.velocity_kick(self.steps, self.state[:, self._qvel_slice], self.params, np)
-        if kick is not None:
-            self.state[:, self._qvel_slice] += kick
-        self._ctrl[:] = (self.action_offset + self.action_scale * applied)[:, None, :]  # [B, decimation, nu]
+        qvel = self.state[:, self._qvel_slice]
+        control = before_physics(self.task, action, self.prev_action, self.steps, qvel, self.params,
+                                 self.action_offset, self.action_scale, np)
+        qvel[:] = control.qvel
+        self._ctrl[:] = control.ctrl[:, None, :]  # [B, decimation, nu]
         time_before = self.state[:, 0].copy()
         self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
                               state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
@@ -209,20 +194,14 @@ class MujocoBackend:
         # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too
         fault = ~np.isfinite(self.state).all(axis=1) | (self.state[:, 0] <= time_before)
         sim = self.sim_arrays()
-        reward = self.task.reward(sim, action, self.prev_action, self.command, np)
-        terminated = np.asarray(self.task.terminated(sim, self.command, np), dtype=bool) | fault
-        reward = np.where(fault, 0.0, reward)
-        self.steps += 1
-        truncated = self.steps >= self.task.episode_length
-        left = self.task.out_of_bounds(sim, self.params, np)
-        if left is not None:
-            truncated = truncated | np.asarray(left, dtype=bool)
-        truncated &= ~terminated
-        self.prev_action[:] = action
+        outcome = after_physics(self.task, sim, control.action, self.prev_action, self.command, self.params,
+                                self.steps, fault, np)
+        terminated, truncated = outcome.terminated, outcome.truncated
+        self.steps[:] = outcome.steps
+        self.prev_action[:] = control.action
         proprio, privileged = self._observe()
         if fault.any():  # only a diverged simulation yields non-finite observations
-            proprio = np.nan_to_num(proprio, nan=0.0, posinf=0.0, neginf=0.0)
-            privileged = np.nan_to_num(privileged, nan=0.0, posinf=0.0, neginf=0.0)
+            proprio, privileged = finite(proprio, np), finite(privileged, np)
         done = np.flatnonzero(terminated | truncated)
         final = None
         if done.size:
@@ -232,7 +211,7 @@ class MujocoBackend:
                 log.debug("physics fault in %d environment(s); reset", int(fault.sum()))
             self._reset_envs(done)
             proprio[done], privileged[done] = self._observe(done)
-        return {"proprio": proprio, "privileged": privileged, "reward": reward, "terminated": terminated,
+        return {"proprio": proprio, "privileged": privileged, "reward": outcome.reward, "terminated": terminated,
                 "truncated": truncated, "final": final, "fault": fault}
 
     def close(self) -> None:

@@ -105,7 +105,7 @@ class _Lane:
         self.env = env_from_config(cfg, 1, seed=seed)
         fix_command(self.env, command)
         self.backend = self.env.backend
-        self.model = self.backend.models[0]  # this environment's randomized copy
+        self.model = self.backend.env_model(0)  # this environment's randomized copy
         self.data = mujoco.MjData(self.model)
         self.renderer = mujoco.Renderer(self.model, height=height, width=width)
         self.camera = make_camera(self.model)
@@ -119,7 +119,8 @@ class _Lane:
         """The current state rendered with the overlay, ``[H, W, 3]`` uint8."""
         import mujoco
 
-        mujoco.mj_setState(self.model, self.data, self.backend.state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_setState(self.model, self.data, self.backend.env_physics_state(0),
+                           mujoco.mjtState.mjSTATE_FULLPHYSICS)
         mujoco.mj_forward(self.model, self.data)
         self.qpos.append(self.data.qpos.copy())
         self.renderer.update_scene(self.data, camera=self.camera)

@@ -1,7 +1,7 @@
 """The interactive viewer: a policy drives one environment in MuJoCo's passive viewer, in real time.
 
-Physics stays in the rollout backend (its state lives in arrays); every control step the viewer's ``MjData`` is
-set from ``backend.state[0]`` and the window is synced. The viewer shows this environment's own randomized
+Physics stays in the backend (its state lives in arrays); every control step the viewer's ``MjData`` is set
+from ``backend.env_physics_state(0)`` and the window is synced. The viewer shows this environment's own randomized
 ``MjModel``, so a new episode's mass or length is visible at once. Keys are read on the viewer's thread and
 handled on ours. MuJoCo's viewer already binds letters (visual flags), digits 0-5 (geom groups), Backspace,
 Esc, [ ], - =, F1-F7 and the left/right arrows, so ours are (``KEYS_HELP``): 7 / 8 / 9 / 6 student, teacher,
@@ -72,15 +72,15 @@ class PolicyDriver:
         self.env = env_from_config(cfg, 1, seed=seed)
         fix_command(self.env, command)
         self.backend = self.env.backend
-        self.model = self.backend.models[0]
+        self.model = self.backend.env_model(0)
         self.state = ViewerState(policy=active)
         self.obs = self.env.reset()
         self._start = self._snapshot()
         self._reset_policies()
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """The physics state and sensor readings of the environment now (an episode's start)."""
-        return self.backend.state[0].copy(), self.backend.sensordata[0].copy()
+    def _snapshot(self) -> dict:
+        """The environment now (an episode's start), as the backend snapshots it."""
+        return self.backend.snapshot()
 
     def _reset_policies(self) -> None:
         for policy in self.policies.values():
@@ -111,12 +111,8 @@ class PolicyDriver:
 
     def restart(self) -> None:
         """This episode again from its start (same parameters)."""
-        b = self.backend
-        b.state[0], b.sensordata[0] = self._start
-        b.steps[0] = 0
-        b.prev_action[0] = 0.0
-        proprio, privileged = b._observe()  # the backend's own observation of its current rows
-        self.obs = self.env_obs(proprio, privileged)
+        self.backend.restore(self._start)
+        self.obs = self.env_obs(*self.backend.observe())
         self._reset_policies()
 
     @staticmethod
@@ -127,8 +123,7 @@ class PolicyDriver:
 
     def push(self, kick: np.ndarray) -> None:
         """Add ``kick [nv]`` to the velocity (takes effect at the next control step)."""
-        b = self.backend
-        b.state[0, b._qvel_slice] += kick
+        self.backend.push(kick[None, :])
 
     def close(self) -> None:
         """Release the environment."""
@@ -222,7 +217,7 @@ def run_viewer(run: Path, cfg: "Config", policy: str, seed: int, command: np.nda
     dt = driver.env.dt
 
     def sync_data() -> None:
-        mujoco.mj_setState(model, data, driver.backend.state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_setState(model, data, driver.backend.env_physics_state(0), mujoco.mjtState.mjSTATE_FULLPHYSICS)
         mujoco.mj_forward(model, data)
 
     sync_data()
