@@ -130,6 +130,16 @@ class MujocoBackend:
         self.sampler.set_state(episodes)
         self.noise_rng.bit_generator.state = noise
 
+    def _physics(self, ctrl: np.ndarray) -> None:
+        """``decimation`` physics steps of every environment at ``ctrl [B, nu]``, in MuJoCo's threads; updates
+        ``state`` and ``sensordata`` (the readings of the last step)."""
+        self._ctrl[:] = ctrl[:, None, :]  # [B, decimation, nu]
+        self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
+                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
+                              chunk_size=self._chunk)
+        self.state[:] = self._state_out[:, -1]
+        self.sensordata[:] = self._sensor_out[:, -1]
+
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         """``(proprio, privileged)`` of the current state (sensor noise drawn anew)."""
         return self._observe()
@@ -160,9 +170,10 @@ class MujocoBackend:
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Continue from :meth:`snapshot` (of a batch of the same task and size); a mismatch is a ValueError."""
-        if snap.get("backend") != self.name or tuple(snap["state"].shape) != self.state.shape:
-            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with state {tuple(snap['state'].shape)}, "
-                             f"not {self.name!r} with {self.state.shape}")
+        shape = tuple(snap["state"].shape) if "state" in snap else None
+        if snap.get("backend") != self.name or shape != self.state.shape:
+            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with state {shape}, not {self.name!r} "
+                             f"with {self.state.shape}")
         for name in ("state", "sensordata", "prev_action", "steps", "command"):
             getattr(self, name)[...] = snap[name].numpy()
         for p, v in snap["params"].items():
@@ -184,13 +195,8 @@ class MujocoBackend:
         control = before_physics(self.task, action, self.prev_action, self.steps, qvel, self.params,
                                  self.action_offset, self.action_scale, np)
         qvel[:] = control.qvel
-        self._ctrl[:] = control.ctrl[:, None, :]  # [B, decimation, nu]
         time_before = self.state[:, 0].copy()
-        self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
-                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
-                              chunk_size=self._chunk)
-        self.state[:] = self._state_out[:, -1]
-        self.sensordata[:] = self._sensor_out[:, -1]
+        self._physics(control.ctrl)
         # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too
         fault = ~np.isfinite(self.state).all(axis=1) | (self.state[:, 0] <= time_before)
         sim = self.sim_arrays()
