@@ -11,7 +11,8 @@ Reward scales come from the policy's metadata (``reward_scales``: the task's def
 scored under its own; the defaults below serve only policies exported before the scales travelled with them.
 
 A task without an entry here (your own robot) passes ``--reward-module FILE`` to ``sim2sim.py``: a Python file
-defining ``Reward(model, metadata)`` with the same two methods as the classes below.
+defining ``Reward(model, metadata)`` with the same two methods as the classes below, and ``truncated`` (same
+arguments as ``terminated``) if the task ends episodes early without a failure (the quadruped's field edge).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class QuadrupedReward:
                      "collision": -1.0, "dof_pos_limits": -10.0, "termination": 0.0}  # defaults, see the module
     TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
     MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
+    EDGE_MARGIN = 0.5  # m
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
         names = ("imu_gyro", "imu_quat", "imu_vel", "trunk_touch", *(f"{j}_torque" for j in self.JOINTS),
@@ -111,6 +113,8 @@ class QuadrupedReward:
         self._lo, self._hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._dt = float(model.opt.timestep) * int(metadata["decimation"])
         self.scales = reward_scales(self.REWARD_SCALES, metadata, "quadruped")
+        self._model = model  # its fields are each episode's (the runner writes the recorded ones before it)
+        self._field = int(np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_HFIELD)[0])
 
     def _cat(self, sd: np.ndarray, names: list[str]) -> np.ndarray:
         return np.concatenate([sd[:, self._s[n]] for n in names], axis=-1)
@@ -152,6 +156,15 @@ class QuadrupedReward:
         gravity = _projected_gravity(sensordata[:, self._s["imu_quat"]])
         trunk = sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE
         return trunk | (-gravity[:, 2] < self.MAX_TILT_COS) | (qpos[:, 2] < self.MIN_BASE_HEIGHT)
+
+
+    def truncated(self, qpos, qvel, sensordata, command) -> np.ndarray:
+        """The trunk came within ``EDGE_MARGIN`` of the height field's edge (the floor beyond lies lower)."""
+        m = self._model
+        centre = m.geom_pos[self._field, :2]  # this episode's field position
+        half = m.hfield_size[m.geom_dataid[self._field], :2]
+        offset = np.abs(qpos[:, :2] - centre)  # [B, 2]
+        return (offset > half - self.EDGE_MARGIN).any(axis=-1)
 
 
 REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward}

@@ -115,7 +115,8 @@ def load_episodes(path: Path, model: mujoco.MjModel, n: int | None, seed: int, c
 def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData, slices: dict[str, slice],
                 reward: Any, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray | None, steps: int,
                 decimation: int) -> tuple[float, int]:
-    """One episode from ``(qpos, qvel)``: its return and length (ends at the first termination or fault)."""
+    """One episode from ``(qpos, qvel)``: its return and length (ends at the first termination, truncation by the
+    reward table's ``truncated`` where it has one, or fault)."""
     mujoco.mj_resetData(model, data)
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
@@ -138,6 +139,8 @@ def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData
         total += float(reward.reward(*sim, a, prev, cmd)[0])
         prev = a
         if bool(reward.terminated(*sim, cmd)[0]):
+            break
+        if hasattr(reward, "truncated") and bool(reward.truncated(*sim, cmd)[0]):
             break
     return total, length
 

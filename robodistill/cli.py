@@ -187,13 +187,10 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """``distill CONFIG --teacher RUN_OR_FILE`` or ``distill --resume RUN``; also under torchrun."""
-    from contextlib import nullcontext
-
     from robodistill.config import load_config
     from robodistill.distill import distributed
-    from robodistill.distill.runner import CHECKPOINT_FILE, distill
-    from robodistill.runs import update_summary
-    from robodistill.teacher import TEACHER_FILE, Teacher, resolve_teacher_path
+    from robodistill.distill.runner import CHECKPOINT_FILE
+    from robodistill.teacher import Teacher, resolve_teacher_path
 
     if args.resume is not None:
         if args.config is not None or args.teacher is not None:
@@ -217,6 +214,26 @@ def cmd_distill(args: argparse.Namespace) -> int:
     teacher = Teacher.load(teacher_path)
     _check_teacher_fits(cfg, teacher)
     rank, _ = distributed.init()
+    try:
+        info = _distill_in_run(args, cfg, teacher, teacher_path, run, checkpoint, rank)
+    except BaseException:
+        distributed.shutdown(wait_for_all=False)  # no rank leaves gloo's threads running at interpreter exit
+        raise
+    distributed.shutdown()
+    if rank == 0:
+        print(info["run"])
+    return 0
+
+
+def _distill_in_run(args: argparse.Namespace, cfg: Any, teacher: Any, teacher_path: Path, run: Path | None,
+                    checkpoint: Path | None, rank: int) -> dict[str, Any]:
+    """The distillation of ``cmd_distill`` inside its run directory (rank 0 logs, checkpoints and summarizes)."""
+    from contextlib import nullcontext
+
+    from robodistill.distill.runner import distill
+    from robodistill.runs import update_summary
+    from robodistill.teacher import TEACHER_FILE
+
     if rank == 0 and checkpoint is None:
         run = _new_run_dir(run, cfg.task.name, "distill")
     teacher_summary = teacher_path.parent.parent / "summary.json"
@@ -233,10 +250,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         info = distill(cfg, teacher, run, metrics, resume=checkpoint)
         if rank == 0:
             update_summary(run, **{"task": cfg.task.name, **extra, **info, "wall_seconds": time.time() - t0})
-    if rank == 0:
-        print(run)
-    distributed.shutdown()
-    return 0
+    return {**info, "run": run}
 
 
 def _check_teacher_fits(cfg: Any, teacher: Any) -> None:

@@ -249,8 +249,7 @@ class _ProgressCallback(BaseCallback):
                         dynamic_ncols=True, leave=False, disable=None)
 
     def _mean_return(self) -> float:
-        buf = self.model.ep_info_buffer
-        return float(np.mean([e["r"] for e in buf])) if buf else float("nan")
+        return _mean_episode_return(self.model)
 
     def _on_step(self) -> bool:
         n = self.num_timesteps
@@ -279,6 +278,12 @@ class _ProgressCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _mean_episode_return(model: Any) -> float:
+    """Mean return of SB3's recent finished training episodes (NaN before any, e.g. a resume with nothing left)."""
+    buf = model.ep_info_buffer
+    return float(np.mean([e["r"] for e in buf])) if buf else float("nan")
 
 
 class _TrainingPhases(BaseCallback):
@@ -363,7 +368,7 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     env.close()
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
-            "train_return": callback._mean_return()}
+            "train_return": _mean_episode_return(model)}
     return policy, info
 
 

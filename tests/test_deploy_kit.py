@@ -170,6 +170,25 @@ def test_reward_table_matches_the_task(task):
         env.close()
 
 
+def test_field_edge_truncation_matches_the_task():
+    """The quadruped ends an episode (truncated, not fallen) near its height field's edge; the kit must too, or its
+    episodes run on where the student's ended."""
+    env = rd.make_env("quadruped", 8, seed=4, num_threads=1)
+    try:
+        env.reset()
+        sim = env.backend.sim_arrays()
+        qpos = sim.qpos.copy()
+        qpos[:, 0] = np.linspace(-6.0, 6.0, 8)  # across the field and beyond its edges
+        qpos[:, 1] = np.linspace(4.0, -4.0, 8)
+        moved = type(sim)(qpos, sim.qvel, sim.sensordata)
+        expected = np.asarray(env.task.out_of_bounds(moved, env.backend.params, np), dtype=bool)
+        got = [bool(rewards.QuadrupedReward(env.backend.env_model(i), {"decimation": env.task.decimation})
+                    .truncated(qpos[i:i + 1], sim.qvel[i:i + 1], sim.sensordata[i:i + 1], None)[0]) for i in range(8)]
+        assert got == expected.tolist() and 0 < sum(got) < 8
+    finally:
+        env.close()
+
+
 def test_sim2sim_cli_prints_one_json_object(exported):
     proc = subprocess.run([sys.executable, str(KIT / "sim2sim.py"), str(exported[0]), "--episodes", "2", "--json"],
                           capture_output=True, text=True, timeout=120)

@@ -162,6 +162,8 @@ def test_teacher_resume_starts_from_the_checkpoints_weights_and_statistics(tmp_p
                        ("ret_var", saved_norm.ret_rms.var)):
         assert (seen[key] == value).all(), key
     assert seen["obs_count"] == saved_norm.obs_rms.count and seen["ret_count"] == saved_norm.ret_rms.count
+    _, info = train_teacher(longer, tmp_path, MetricsLog(tmp_path, tensorboard=False), resume=True)  # nothing left
+    assert info["teacher_env_steps"] == 3072
 
 
 def test_init_starts_from_the_teachers_policy_with_fresh_adam_and_measured_returns(tiny_teacher, tmp_path,

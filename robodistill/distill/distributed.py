@@ -97,7 +97,14 @@ def in_sync(module: nn.Module) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def shutdown() -> None:
-    """Leave the process group."""
+def shutdown(wait_for_all: bool = True) -> None:
+    """Leave the process group: by default once every rank is here (no rank tears its connections down while
+    another still works), at once on a failure (the other ranks' collectives then fail instead of waiting).
+
+    Every path out of a rank must come through here: a process that exits with gloo's process group alive can
+    abort in interpreter finalization ("terminate called without an active exception"; pytorch issue 190489).
+    """
     if active():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
