@@ -56,26 +56,35 @@ def _backend_ratio(task: str, batch: int, control_steps: int, policy: Any = None
             return policy.act(obs["privileged"])
 
     obs = env.step(action(control_steps))[0]  # warm-up
-    starts = np.empty((control_steps, batch, backend.state.shape[1]))
+    rows = np.empty((control_steps, batch, backend.state.shape[1]))  # mjSTATE_INTEGRATION rows of the batch
     controls = np.empty((control_steps, batch, dec, env.action_dim))
     stepping = 0.0
     for k in range(control_steps):
-        starts[k] = backend.state  # (a push, once per episode, is applied inside the step and not replayed)
+        rows[k] = backend.state  # (a push, once per episode, is applied inside the step and not replayed)
         act = action(k)
         t0 = time.perf_counter()
         obs = env.step(act)[0]
         stepping += time.perf_counter() - t0
-        controls[k] = backend._ctrl
+        controls[k] = backend.ctrl[:, None, :]
     env_rate = batch * control_steps * dec / stepping
 
+    # the same starts as rollout's full-physics states and warm-starts (untimed conversion)
+    data = mujoco.MjData(backend.model)
+    full = mujoco.mj_stateSize(backend.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    starts, warm = np.empty((control_steps * batch, full)), np.empty((control_steps * batch, backend.model.nv))
+    for j, row in enumerate(rows.reshape(control_steps * batch, -1)):
+        mujoco.mj_setState(backend.model, data, row, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_getState(backend.model, data, starts[j], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        warm[j] = data.qacc_warmstart
     nthread = max(1, min(2, batch))
     datas = [mujoco.MjData(backend.model) for _ in range(nthread)]
-    models = backend.models * control_steps  # rollout k * batch + i: environment i at control step k
-    starts, controls = starts.reshape(control_steps * batch, -1), controls.reshape(control_steps * batch, dec, -1)
+    # rollout k * batch + i: environment i at control step k (on its model at the end of the run)
+    models = [backend.env_model(i) for i in range(batch)] * control_steps
+    controls = controls.reshape(control_steps * batch, dec, -1)
     with mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0) as ro:
         ro.rollout(models[:batch], datas, starts[:batch], controls[:batch], nstep=dec)  # warm-up
         t0 = time.perf_counter()
-        ro.rollout(models, datas, starts, controls, nstep=dec)
+        ro.rollout(models, datas, starts, controls, nstep=dec, initial_warmstart=warm)
         ceiling = batch * control_steps * dec / (time.perf_counter() - t0)
     env.close()
     return env_rate, ceiling

@@ -34,6 +34,7 @@ from controller import OnnxController  # noqa: E402
 from rewards import REWARDS  # noqa: E402
 
 KIT = Path(__file__).resolve().parent
+DEFAULT_HORIZON = 50  # control steps of each episode whose return is also reported (see robodistill/verify.py)
 
 
 class UsageError(Exception):
@@ -114,17 +115,19 @@ def load_episodes(path: Path, model: mujoco.MjModel, n: int | None, seed: int, c
 
 def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData, slices: dict[str, slice],
                 reward: Any, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray | None, steps: int,
-                decimation: int) -> tuple[float, int]:
-    """One episode from ``(qpos, qvel)``: its return and length (ends at the first termination, truncation by the
-    reward table's ``truncated`` where it has one, or fault)."""
+                decimation: int, horizon: int) -> tuple[float, int, float]:
+    """One episode from ``(qpos, qvel)``: its return, its length, and its return over the first ``horizon`` steps
+    (it ends at the first termination, truncation by the reward table's ``truncated`` where it has one, or fault)."""
     mujoco.mj_resetData(model, data)
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
     ctrl.reset()
     cmd = np.zeros((1, 0)) if command is None else command.reshape(1, -1)  # [1, C]
     prev = np.zeros((1, model.nu))
-    total, length = 0.0, 0
-    for _ in range(steps):
+    total, length, early = 0.0, 0, None
+    for t in range(steps):
+        if t == horizon:
+            early = total
         readings = {name: data.sensordata[s] for name, s in slices.items()}
         action = ctrl.step_sensors(readings, command)  # [A], actuator units
         data.ctrl[:] = action
@@ -142,7 +145,7 @@ def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData
             break
         if hasattr(reward, "truncated") and bool(reward.truncated(*sim, cmd)[0]):
             break
-    return total, length
+    return total, length, total if early is None else early
 
 
 def evaluate(policy: Path, episodes: int | None = None, seed: int = 0, mjcf: str | None = None,
@@ -168,17 +171,20 @@ def evaluate(policy: Path, episodes: int | None = None, seed: int = 0, mjcf: str
     nominal = {k[len("model."):]: getattr(model, k[len("model."):]).copy() for k in eps if k.startswith("model.")}
     data = mujoco.MjData(model)
     n = int(eps["qpos"].shape[0])
-    returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    returns, lengths, early = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n)
+    horizon = int(eps.get("horizon", DEFAULT_HORIZON))
     for i in range(n):
         for field in nominal:  # the recorded model of episode i (the task's per-episode model fields)
             getattr(model, field)[...] = eps[f"model.{field}"][i]
         cmd = eps["command"][i] if command_dim else None
-        returns[i], lengths[i] = run_episode(ctrl, model, data, slices, reward, eps["qpos"][i], eps["qvel"][i],
-                                             cmd, int(meta["episode_length"]), int(meta["decimation"]))
+        returns[i], lengths[i], early[i] = run_episode(ctrl, model, data, slices, reward, eps["qpos"][i],
+                                                       eps["qvel"][i], cmd, int(meta["episode_length"]),
+                                                       int(meta["decimation"]), horizon)
     out: dict[str, Any] = {
         "policy": str(policy), "task": meta["task"], "mjcf": str(mjcf_path), "episodes": n,
         "episode_source": eps["source"], "mean_return": float(returns.mean()), "std_return": float(returns.std()),
         "mean_length": float(lengths.mean()), "returns": returns.tolist(), "lengths": lengths.tolist(),
+        "horizon": horizon, "horizon_returns": early.tolist(),
         "latency_us": {k: ctrl.latency[k] for k in ("p50_us", "p99_us", "max_us")},
     }
     if "reference_returns" in eps:

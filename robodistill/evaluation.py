@@ -88,6 +88,7 @@ class EvalResult:
     lengths: np.ndarray  # [N]
     fell: np.ndarray  # [N] bool: the episode ended by termination, not by its time limit
     metrics: dict[str, float] = field(default_factory=dict)  # fall_rate plus Task.episode_metrics
+    horizon_returns: np.ndarray | None = None  # [N] return of each episode's first ``horizon`` steps, if asked
 
     @property
     def mean(self) -> float:
@@ -95,8 +96,9 @@ class EvalResult:
         return float(self.returns.mean())
 
 
-def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> EvalResult:
-    """Drive a freshly reset ``env`` with ``policy``; each environment's first episode is counted to its end."""
+def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor], horizon: int | None = None) -> EvalResult:
+    """Drive a freshly reset ``env`` with ``policy``; each environment's first episode is counted to its end (and,
+    with ``horizon``, also over its first ``horizon`` control steps)."""
     policy.reset(env.num_envs)
     labels = env.layout.labels("privileged")
     columns = [labels.index(label) for label in env.task.metric_labels]
@@ -106,8 +108,11 @@ def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> Eva
     fell = torch.zeros(n, dtype=torch.bool, device=device)
     running = torch.ones(n, dtype=torch.bool, device=device)
     trace = []  # per step [N, len(columns)], NaN once an episode has ended
+    horizon_returns = None
     with env.torch_single_threaded():
-        for _ in range(env.episode_length):
+        for t in range(env.episode_length):
+            if t == horizon:
+                horizon_returns = returns.cpu().numpy().copy()
             obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
             if columns:
                 values = obs["privileged"][:, columns].double()
@@ -124,7 +129,9 @@ def play(env: "BatchedEnv", policy: Policy, obs: dict[str, torch.Tensor]) -> Eva
         traces = {label: stacked[:, :, k] for k, label in enumerate(env.task.metric_labels)}
     fell_np = fell.cpu().numpy()
     metrics = {"fall_rate": float(fell_np.mean()), **env.task.episode_metrics(traces, fell_np)}
-    return EvalResult(returns.cpu().numpy(), lengths.cpu().numpy(), fell_np, metrics)
+    if horizon is not None and horizon_returns is None:  # every episode ended within the horizon
+        horizon_returns = returns.cpu().numpy().copy()
+    return EvalResult(returns.cpu().numpy(), lengths.cpu().numpy(), fell_np, metrics, horizon_returns)
 
 
 def run_episodes(cfg: "Config", policy: Policy, episodes: int, seed: int) -> EvalResult:

@@ -33,7 +33,14 @@ log = logging.getLogger(__name__)
 
 KIT = Path(__file__).resolve().parents[1] / "export"
 SIM2SIM = KIT / "sim2sim.py"
-TOLERANCE = 0.02  # relative gap of the mean returns that the export accepts
+# The check: over each episode's first HORIZON control steps the deploy kit's return must match the torch student's
+# to HORIZON_RTOL (float32 rounding between torch and onnxruntime gives about 1e-7; a wrong observation, action
+# mapping or reward shows at once). Whole episodes are compared too, but only reported: in contact-rich tasks the
+# same rounding flips a contact after a hundred or so steps and the trajectories part (a quadruped: 1e-5 after 120
+# steps, then 1e-2), so whole-episode returns differ by chance (TOLERANCE on the mean is the warning line).
+HORIZON = 50
+HORIZON_RTOL = 1e-3
+TOLERANCE = 0.02
 
 
 @torch.no_grad()
@@ -54,11 +61,13 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
                                          "command": backend.command.copy()}
         for field in env.task.model_fields:  # the model each episode ran on (nominal parameters)
             record[f"model.{field}"] = np.stack([getattr(backend.env_model(i), field) for i in range(episodes)])
-        result = play(env, StudentPolicy(student), obs)
+        result = play(env, StudentPolicy(student), obs, horizon=HORIZON)
     finally:
         env.close()
     record["reference_returns"] = result.returns
     record["reference_lengths"] = result.lengths
+    record["reference_horizon_returns"] = result.horizon_returns
+    record["horizon"] = np.asarray(HORIZON)
     record["seed"] = np.asarray(seed)
     return record
 
@@ -132,16 +141,24 @@ def verify_sim2sim(cfg: "Config", student: "Student", onnx_path: Path, mjcf: Pat
         return {"torch_mean_return": torch_mean, "sim2sim_mean_return": None, "sim2sim_skipped": reason}
     result = run_sim2sim(Path(onnx_path), episodes)
     gap = abs(result["mean_return"] - torch_mean) / max(abs(torch_mean), 1e-9)
+    early = _relative(np.asarray(result["horizon_returns"]), record["reference_horizon_returns"])
     info = {"torch_mean_return": torch_mean, "sim2sim_mean_return": result["mean_return"],
             "sim2sim_rel_diff": gap, "sim2sim_episodes": episodes, "sim2sim_seed": seed,
-            "sim2sim_within_tolerance": bool(gap <= TOLERANCE),
+            "sim2sim_horizon": HORIZON, "sim2sim_horizon_max_rel_diff": float(early.max()),
+            "sim2sim_within_tolerance": bool(early.max() <= HORIZON_RTOL),
             **episode_agreement(record["reference_returns"], record["reference_lengths"],
                                 np.asarray(result["returns"]), np.asarray(result["lengths"]))}
-    log.info("sim2sim: deploy kit %.3f vs torch %.3f over %d nominal episodes (gap %.3f%%)", result["mean_return"],
-             torch_mean, episodes, 100 * gap)
-    if gap > TOLERANCE:
-        log.warning("sim2sim return differs from the torch student's by %.2f%% (> %.0f%%): the deploy kit does not "
-                    "reproduce the student; compare per-episode returns in episodes.npz", 100 * gap, 100 * TOLERANCE)
+    log.info("sim2sim: deploy kit %.3f vs torch %.3f over %d nominal episodes (gap %.3f%%); first %d steps agree "
+             "to %.1e", result["mean_return"], torch_mean, episodes, 100 * gap, HORIZON, early.max())
+    if early.max() > HORIZON_RTOL:
+        log.warning("sim2sim: over the first %d steps an episode's return differs from the torch student's by "
+                    "%.2g (> %.0e): the deploy kit does not reproduce the student; compare per-episode returns in "
+                    "episodes.npz", HORIZON, early.max(), HORIZON_RTOL)
+    elif gap > TOLERANCE:
+        log.info("sim2sim: whole-episode mean return differs from the torch student's by %.2f%% (> %.0f%%), "
+                    "though the first %d steps agree to %.1e: trajectories part later (contacts amplify float32 "
+                    "rounding); evaluate more episodes before trusting the gap", 100 * gap, 100 * TOLERANCE,
+                    HORIZON, early.max())
     return info
 
 
@@ -152,9 +169,14 @@ def episode_agreement(torch_returns: np.ndarray, torch_lengths: np.ndarray, kit_
     The mean alone can hide a kit that acts differently on every episode; float32 rounding between torch and
     onnxruntime moves a smooth task's returns by about 1e-8 (contact-rich tasks can drift further).
     """
-    rel = np.abs(kit_returns - torch_returns) / np.maximum(np.abs(torch_returns), 1.0)
+    rel = _relative(kit_returns, torch_returns)
     return {"sim2sim_max_episode_rel_diff": float(rel.max()),
             "sim2sim_lengths_equal": bool(np.array_equal(kit_lengths, torch_lengths))}
+
+
+def _relative(kit: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-episode |kit - reference| relative to the reference's magnitude (at least 1: returns near 0)."""
+    return np.abs(kit - reference) / np.maximum(np.abs(reference), 1.0)
 
 
 def _savez(tmp: Path, arrays: dict[str, np.ndarray]) -> None:

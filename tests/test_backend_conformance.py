@@ -29,15 +29,15 @@ class SerialBackend(MujocoBackend):
 
     name = "serial"
 
-    def _physics(self, ctrl: np.ndarray) -> None:
-        data = self._scratch
-        for i, model in enumerate(self.models):
-            mujoco.mj_setState(model, data, self.state[i], FULL)
+    def _physics(self, ctrl: np.ndarray) -> np.ndarray:
+        for i in range(self.num_envs):
+            model, data = self.env_model(i), self._batch.get_data(i)  # environment i's model and state row
             data.ctrl[:] = ctrl[i]
             for _ in range(self.task.decimation):
                 mujoco.mj_step(model, data)
-            mujoco.mj_getState(model, data, self.state[i], FULL)
+            mujoco.mj_getState(model, data, self.state[i], mujoco.mjtState.mjSTATE_INTEGRATION)
             self.sensordata[i] = data.sensordata
+        return np.zeros(0, dtype=np.int64)  # no simulation raised
 
 
 register_backend("serial", SerialBackend)

@@ -33,7 +33,7 @@ def test_custom_task_runs_from_a_config() -> None:
     obs = env.reset()
     assert env.obs_dims == {"proprio": 4, "privileged": 9}  # x, sin/cos angle, last action | + 2 vel + 3 params
     assert env.layout.labels("proprio") == ["cart_pos", "pole_angle.sin0", "pole_angle.cos0", "prev_action[0]"]
-    masses = {round(float(m.body_mass[2]), 6) for m in env.backend.models}
+    masses = {round(float(env.backend.env_model(i).body_mass[2]), 6) for i in range(env.num_envs)}
     assert len(masses) == 4  # randomized per environment
     ended = 0
     for _ in range(150):

@@ -62,6 +62,7 @@ def test_export_is_self_contained_and_sim2sim_matches_torch(exported):
     assert info["sim2sim_rel_diff"] < 0.02 and info["sim2sim_within_tolerance"]
     # episode by episode, not just on average: a kit that acts differently fails here
     assert info["sim2sim_max_episode_rel_diff"] < EPISODE_RTOL and info["sim2sim_lengths_equal"]
+    assert info["sim2sim_horizon"] == 50 and info["sim2sim_horizon_max_rel_diff"] < EPISODE_RTOL
     episodes = np.load(folder / "episodes.npz")
     assert episodes["qpos"].shape == (3, 1) and episodes["reference_returns"].shape == (3,)
 

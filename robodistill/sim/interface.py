@@ -71,8 +71,9 @@ class Backend(Protocol):
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Continue from :meth:`snapshot` of a batch of the same task and size (ValueError otherwise)."""
 
-    def env_model(self, env_id: int) -> mujoco.MjModel:
-        """Environment ``env_id``'s model with its episode's randomized fields (for drawing it)."""
+    def env_model(self, env_id: int, into: mujoco.MjModel | None = None) -> mujoco.MjModel:
+        """Environment ``env_id``'s model with its episode's randomized fields, for drawing it (written into
+        ``into``, a model of the same task, when given: a viewer refreshes its model at every new episode)."""
 
     def env_physics_state(self, env_id: int) -> np.ndarray:
         """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector (for ``mj_setState`` in a viewer)."""

@@ -354,9 +354,9 @@ class MjxBackend:
         proprio, privileged = self._observe(state, sub)
         return state._replace(key=key), proprio, privileged
 
-    def env_model(self, env_id: int) -> mujoco.MjModel:
-        """Environment ``env_id``'s model with its episode's randomized fields (a host copy)."""
-        model = copy.deepcopy(self.model)
+    def env_model(self, env_id: int, into: mujoco.MjModel | None = None) -> mujoco.MjModel:
+        """Environment ``env_id``'s model with its episode's randomized fields (a host copy, or ``into``)."""
+        model = copy.deepcopy(self.model) if into is None else into
         for f, values in self.state.fields.items():
             getattr(model, f)[...] = np.asarray(values[env_id])
         return model

@@ -1,18 +1,20 @@
-"""The C-engine backend: per-environment MjModels stepped by ``mujoco.rollout``'s native thread pool.
+"""The C-engine backend: the batch stepped by MuJoCo's own batch stepper, ``mujoco.batch.Batch``.
 
-Physics runs in MuJoCo's own threads with no Python per physics step; everything the task adds (observations,
-reward, termination) is one vectorised numpy call per control step over the whole batch. Only resets touch
-environments one by one (writing the sampled parameters into that environment's MjModel).
+Physics runs on the batch's C thread pool with no Python per physics step; each environment is one
+``mjSTATE_INTEGRATION`` row of the batch (warm-start included), its randomized parameters are per-simulation
+model fields (``Batch.expand``), a reset is ``Batch.reset`` plus the sampled state, and an error the engine raises
+in one simulation is isolated to it (``SimulationError``) and counted as a fault. Everything the task adds
+(observations, reward, termination) is one vectorised numpy call per control step over the whole batch
+(robodistill/sim/control_step.py).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
 import mujoco
-import mujoco.rollout
+import mujoco.batch
 import numpy as np
 import torch
 
@@ -25,7 +27,7 @@ from robodistill.tasks.observation import noise_std_vector, observe
 log = logging.getLogger(__name__)
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
-
+_NO_STAGE = mujoco.mjtStage.mjSTAGE_NONE
 
 _warnings_routed = False
 
@@ -53,30 +55,18 @@ class MujocoBackend:
         self.model, self.layout, self.action_offset, self.action_scale, self.dt = compile_task(task)
         self.action_dim = self.model.nu
         self.nominal = {f: getattr(self.model, f).copy() for f in task.model_fields}
-        self.models = [copy.deepcopy(self.model) for _ in range(num_envs)]
-        nthread = self.num_threads = max(1, min(num_threads, num_envs))
-        self._datas = [mujoco.MjData(self.model) for _ in range(nthread)]
-        self._scratch = mujoco.MjData(self.model)
-        # views into each environment's MjModel of the fields its episodes randomize (written at every reset)
-        self._model_views = [{f: getattr(m, f) for f in task.model_fields} for m in self.models]
-        self._rollout = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
-        # 4 work items per thread: small enough to balance the threads' load at the end of a step, large enough
-        # that their fixed cost stays small. At B=64 on 2 threads (control steps/s, chunks of 3 / 8 / 16):
-        # quadruped 19.7k / 18.8k / 17.0k, hopper 59.9k / 61.6k / 61.6k, pendulum 149k / 162k / 156k
-        self._chunk = max(1, num_envs // (4 * nthread))
+        self.num_threads = max(1, min(num_threads, num_envs))  # the calling thread included
+        self._batch = mujoco.batch.Batch(self.model, num_envs, nthread=self.num_threads)
+        # live per-environment arrays: model fields the episodes randomize [B, ...] and the state rows
+        self._fields = {f: self._batch.expand(f) for f in task.model_fields}
+        self.state = self._batch.state  # [B, nstate] mjSTATE_INTEGRATION rows
+        self.time, self.qpos, self.qvel, self.ctrl = (self._batch.bind(f) for f in ("time", "qpos", "qvel", "ctrl"))
+        self._readings = self._batch.bind("sensordata")  # refreshed by every call on a simulation
+        self.sensordata = np.zeros((num_envs, self.model.nsensordata))  # what the task observes (snapshotted)
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
         self._streams_at_start = (self.sampler.state(), self.noise_rng.bit_generator.state)
         self.sensor_noise = any(s > 0 for s in noise_std_vector(self.layout))  # False: noise-free proprio
-
-        nstate = mujoco.mj_stateSize(self.model, _FULL)
-        nq, nv = self.model.nq, self.model.nv
-        self._qpos_slice, self._qvel_slice = slice(1, 1 + nq), slice(1 + nq, 1 + nq + nv)
-        self.state = np.zeros((num_envs, nstate))
-        self.sensordata = np.zeros((num_envs, self.model.nsensordata))
-        self._state_out = np.zeros((num_envs, task.decimation, nstate))
-        self._sensor_out = np.zeros((num_envs, task.decimation, self.model.nsensordata))
-        self._ctrl = np.zeros((num_envs, task.decimation, self.model.nu))
         self.prev_action = np.zeros((num_envs, self.action_dim))
         self.steps = np.zeros(num_envs, dtype=np.int64)
         self.command = np.zeros((num_envs, task.command_dim))
@@ -87,8 +77,7 @@ class MujocoBackend:
 
     def sim_arrays(self, rows: Any = slice(None)) -> SimArrays:
         """Batched view of the current state (``rows`` selects environments)."""
-        state = self.state[rows]
-        return SimArrays(state[:, self._qpos_slice], state[:, self._qvel_slice], self.sensordata[rows])
+        return SimArrays(self.qpos[rows], self.qvel[rows], self.sensordata[rows])
 
     def _observe(self, rows: Any = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         sim = self.sim_arrays(rows)
@@ -99,25 +88,33 @@ class MujocoBackend:
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         episodes = self.sampler.sample(env_ids)
-        fields = self.task.apply_params(self.nominal, episodes.params, np)  # {field: [k, ...]}
-        d = self._scratch
-        qpos, qvel, sensordata = d.qpos, d.qvel, d.sensordata  # views, taken once
-        for j, i in enumerate(env_ids):
-            m, views = self.models[i], self._model_views[i]
-            for fname, values in fields.items():
-                views[fname][...] = values[j]
-            mujoco.mj_resetData(m, d)
-            qpos[:], qvel[:] = episodes.qpos[j], episodes.qvel[j]
-            mujoco.mj_forward(m, d)
-            mujoco.mj_getState(m, d, self.state[i], _FULL)
-            self.sensordata[i] = sensordata
+        for name, values in self.task.apply_params(self.nominal, episodes.params, np).items():  # {field: [k, ...]}
+            self._fields[name][env_ids] = values
+        self._batch.reset(env_ids, stage=_NO_STAGE)
+        self.qpos[env_ids], self.qvel[env_ids] = episodes.qpos, episodes.qvel
+        self._batch.forward(env_ids)
+        self.sensordata[env_ids] = self._readings[env_ids]
         for p, v in episodes.params.items():
             self.params[p][env_ids] = v
         self.command[env_ids] = episodes.command
         self.prev_action[env_ids] = 0.0
         self.steps[env_ids] = 0
 
-    # ---- the batched environment protocol ----------------------------------------------------------
+    def _physics(self, ctrl: np.ndarray) -> np.ndarray:
+        """``decimation`` physics steps of every environment at ``ctrl [B, nu]`` on the batch's threads; the
+        readings are those of the last step. Returns the environments the engine raised an error in (their state
+        is as before the call)."""
+        self.ctrl[:] = ctrl
+        try:
+            self._batch.step(nstep=self.task.decimation)
+            failed = np.zeros(0, dtype=np.int64)
+        except mujoco.batch.SimulationError as exc:
+            failed = np.asarray(exc.ids, dtype=np.int64)
+            log.debug("MuJoCo raised in %d simulation(s): %s", failed.size, exc)
+        self.sensordata[:] = self._readings
+        return failed
+
+    # ---- the backend contract (robodistill/sim/interface.py) --------------------------------------
 
     def reset(self) -> tuple[np.ndarray, np.ndarray]:
         """Start a new episode in every environment; returns ``(proprio, privileged)``."""
@@ -130,31 +127,24 @@ class MujocoBackend:
         self.sampler.set_state(episodes)
         self.noise_rng.bit_generator.state = noise
 
-    def _physics(self, ctrl: np.ndarray) -> None:
-        """``decimation`` physics steps of every environment at ``ctrl [B, nu]``, in MuJoCo's threads; updates
-        ``state`` and ``sensordata`` (the readings of the last step)."""
-        self._ctrl[:] = ctrl[:, None, :]  # [B, decimation, nu]
-        self._rollout.rollout(self.models, self._datas, self.state, self._ctrl, nstep=self.task.decimation,
-                              state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
-                              chunk_size=self._chunk)
-        self.state[:] = self._state_out[:, -1]
-        self.sensordata[:] = self._sensor_out[:, -1]
-
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         """``(proprio, privileged)`` of the current state (sensor noise drawn anew)."""
         return self._observe()
 
-    def env_model(self, env_id: int) -> mujoco.MjModel:
-        """Environment ``env_id``'s MjModel, with its episode's randomized fields (live: it changes at resets)."""
-        return self.models[env_id]
+    def env_model(self, env_id: int, into: mujoco.MjModel | None = None) -> mujoco.MjModel:
+        """Environment ``env_id``'s model with its episode's randomized fields (written into ``into`` if given)."""
+        return self._batch.get_model(env_id, into)
 
     def env_physics_state(self, env_id: int) -> np.ndarray:
-        """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector (a copy)."""
-        return self.state[env_id].copy()
+        """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector."""
+        data = self._batch.get_data(env_id)
+        out = np.empty(mujoco.mj_stateSize(self.model, _FULL))
+        mujoco.mj_getState(self.model, data, out, _FULL)
+        return out
 
     def push(self, kick: np.ndarray) -> None:
         """Add ``kick [B, nv]`` to every environment's velocity (it acts from the next control step)."""
-        self.state[:, self._qvel_slice] += kick
+        self.qvel += kick
 
     def snapshot(self) -> dict[str, Any]:
         """Everything that decides this batch's future (physics state, episode bookkeeping, every random stream),
@@ -163,8 +153,7 @@ class MujocoBackend:
         return {"backend": self.name, "state": tensor(self.state), "sensordata": tensor(self.sensordata),
                 "prev_action": tensor(self.prev_action), "steps": tensor(self.steps), "command": tensor(self.command),
                 "params": {p: tensor(v) for p, v in self.params.items()},
-                "fields": {f: tensor(np.stack([views[f] for views in self._model_views]))
-                           for f in self.task.model_fields},
+                "fields": {f: tensor(v) for f, v in self._fields.items()},
                 "episodes": self.sampler.state(), "noise": self.noise_rng.bit_generator.state,
                 "physics_faults": self.physics_faults}
 
@@ -178,9 +167,8 @@ class MujocoBackend:
             getattr(self, name)[...] = snap[name].numpy()
         for p, v in snap["params"].items():
             self.params[p][...] = v.numpy()
-        for f, values in snap["fields"].items():
-            for views, value in zip(self._model_views, values.numpy()):
-                views[f][...] = value
+        for f, v in snap["fields"].items():
+            self._fields[f][...] = v.numpy()
         self.sampler.set_state(snap["episodes"])
         self.noise_rng.bit_generator.state = snap["noise"]
         self.physics_faults = int(snap["physics_faults"])
@@ -191,14 +179,15 @@ class MujocoBackend:
 
     def step(self, action: np.ndarray) -> dict[str, Any]:
         """Advance one control step (``decimation`` physics steps) with auto-reset of finished episodes."""
-        qvel = self.state[:, self._qvel_slice]
-        control = before_physics(self.task, action, self.prev_action, self.steps, qvel, self.params,
+        control = before_physics(self.task, action, self.prev_action, self.steps, self.qvel, self.params,
                                  self.action_offset, self.action_scale, np)
-        qvel[:] = control.qvel
-        time_before = self.state[:, 0].copy()
-        self._physics(control.ctrl)
-        # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state counts too
-        fault = ~np.isfinite(self.state).all(axis=1) | (self.state[:, 0] <= time_before)
+        if control.qvel is not self.qvel:  # the episode's push
+            self.qvel[:] = control.qvel
+        time_before = self.time.copy()
+        failed = self._physics(control.ctrl)
+        # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state and errors count too
+        fault = ~np.isfinite(self.state).all(axis=1) | (self.time <= time_before)
+        fault[failed] = True
         sim = self.sim_arrays()
         outcome = after_physics(self.task, sim, control.action, self.prev_action, self.command, self.params,
                                 self.steps, fault, np)
@@ -221,5 +210,5 @@ class MujocoBackend:
                 "truncated": truncated, "final": final, "fault": fault}
 
     def close(self) -> None:
-        """Stop the rollout thread pool."""
-        self._rollout.close()
+        """Release the batch (its thread pool goes with it)."""
+        self._batch = None

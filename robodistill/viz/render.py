@@ -139,6 +139,7 @@ class _Lane:
         self.ret += float(reward[0])
         self.step_in_episode += 1
         if bool(terminated[0] | truncated[0]):
+            self.backend.env_model(0, self.model)  # the new episode's randomized model
             self.policy.reset(1)
             self.episode, self.step_in_episode, self.ret = self.episode + 1, 0, 0.0
 

@@ -79,7 +79,8 @@ class PolicyDriver:
         self._reset_policies()
 
     def _snapshot(self) -> dict:
-        """The environment now (an episode's start), as the backend snapshots it."""
+        """The environment now (an episode's start), as the backend snapshots it; the drawn model follows."""
+        self.backend.env_model(0, self.model)  # the episode's randomized model, shown at once
         return self.backend.snapshot()
 
     def _reset_policies(self) -> None:
@@ -112,6 +113,7 @@ class PolicyDriver:
     def restart(self) -> None:
         """This episode again from its start (same parameters)."""
         self.backend.restore(self._start)
+        self.backend.env_model(0, self.model)
         self.obs = self.env_obs(*self.backend.observe())
         self._reset_policies()
 
