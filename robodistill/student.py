@@ -17,12 +17,10 @@ from torch import nn
 from torch.distributions import Normal
 
 from robodistill.errors import UsageError
+from robodistill.networks import ACTIVATIONS, mlp
 from robodistill.runs import atomic_torch_save, load_plain
 
 STUDENT_FORMAT = "robodistill-student-1"
-ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
-
-
 class RunningNorm(nn.Module):
     """Running mean and variance of observations (Chan et al. parallel update), applied as a fixed affine map."""
 
@@ -55,17 +53,6 @@ class RunningNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized and clipped ``x`` (any leading shape, last axis ``D``)."""
         return torch.clamp((x - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip)
-
-
-def mlp(inp: int, hidden: list[int], activation: str, out: int | None = None) -> nn.Sequential:
-    """Linear layers with ``activation`` after each hidden layer (and a linear output layer if ``out``)."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(inp, width), ACTIVATIONS[activation]()]
-        inp = width
-    if out is not None:
-        layers.append(nn.Linear(inp, out))
-    return nn.Sequential(*layers)
 
 
 # ---- encoders: (normalized newest obs, state) -> (features, next state) ---------------------------------

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robodistill.errors import UsageError
+from robodistill.networks import mlp
 from robodistill.precision import update_dtype
 from robodistill.runs import MetricsLog, atomic_torch_save, atomic_write, load_plain
 
@@ -99,12 +100,11 @@ class Teacher(nn.Module):
         super().__init__()
         self.spec = dict(spec)
         obs_dim, act_dim = spec["obs_dim"], spec["action_dim"]
-        act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[spec["activation"]]
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_var", torch.ones(obs_dim))
         self.clip_obs = float(spec["clip_obs"])
         self.epsilon = float(spec["epsilon"])
-        self.latent = _mlp(obs_dim, spec["net_arch"], act)
+        self.latent = mlp(obs_dim, list(spec["net_arch"]), spec["activation"])
         last = spec["net_arch"][-1] if spec["net_arch"] else obs_dim
         self.mean_head = nn.Linear(last, act_dim)
         self.squash = spec["algo"] == "sac"
@@ -112,7 +112,7 @@ class Teacher(nn.Module):
             self.log_std_head: nn.Module = nn.Linear(last, act_dim)
         else:
             self.log_std = nn.Parameter(torch.zeros(act_dim))
-        self.value_latent = _mlp(obs_dim, spec["net_arch"], act)
+        self.value_latent = mlp(obs_dim, list(spec["net_arch"]), spec["activation"])
         self.value_head = nn.Linear(last, 1)
         self.has_value = bool(spec.get("has_value", False))
         self.requires_grad_(False)
@@ -185,14 +185,6 @@ def resolve_teacher_path(path: str | Path) -> Path:
     if not path.is_file():
         raise UsageError(f"teacher file not found: {path}")
     return path
-
-
-def _mlp(inp: int, arch: list[int], act: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in arch:
-        layers += [nn.Linear(inp, width), act()]
-        inp = width
-    return nn.Sequential(*layers)
 
 
 def teacher_from_sb3(model: Any, vecnorm: VecNormalize | None, task: str, algo: str) -> Teacher:
