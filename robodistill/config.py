@@ -84,7 +84,7 @@ class TeacherConfig:
 class StudentConfig:
     """The proprioceptive student: an encoder over its history plus a Gaussian head."""
 
-    encoder: Literal["mlp", "tcn", "gru", "lstm"] = "mlp"
+    encoder: str = "mlp"  # a registered encoder (robodistill/student.py: register_encoder): mlp, tcn, gru, lstm, ...
     history: int = field(default=8, metadata=_range(1, 1024))  # window of the mlp and tcn encoders
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "relu", "tanh"] = "elu"
@@ -92,7 +92,9 @@ class StudentConfig:
     tcn_channels: int = field(default=32, metadata=_range(1))
     rnn_hidden: int = field(default=64, metadata=_range(1))
     rnn_layers: int = field(default=1, metadata=_range(1, 8))
-    bptt_length: int = field(default=20, metadata=_range(1))  # truncated BPTT of the gru and lstm encoders
+    bptt_length: int = field(default=20, metadata=_range(1))  # truncated BPTT of the recurrent encoders
+    # options of a registered encoder that has no key above, by its Options' field names (checked against them)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and return it in canonical form."""
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value  # checked later, by what declares it (an encoder's options)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
@@ -274,6 +278,11 @@ def _build(cls: type, raw: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
+def build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """``raw`` validated into the dataclass ``cls`` as config sections are (unknown keys, types, ranges)."""
+    return _build(cls, raw, where)
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key.path=value")
@@ -323,7 +332,13 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     task_cls = get_task_class(cfg.task)
     task_cls.validate_randomization(cfg.env.randomization)
     task_cls.validate_reward_scales(cfg.task.reward_scales)
-    if cfg.student.encoder in ("gru", "lstm") and cfg.distill.steps_per_iteration % cfg.student.bptt_length:
+    from robodistill.student import ENCODERS, encoder_options
+
+    if cfg.student.encoder not in ENCODERS:
+        raise ConfigError(f"student.encoder: unknown encoder {cfg.student.encoder!r}; registered: "
+                          f"{', '.join(sorted(ENCODERS))}")
+    encoder_options(cfg.student)
+    if ENCODERS[cfg.student.encoder].recurrent and cfg.distill.steps_per_iteration % cfg.student.bptt_length:
         raise ConfigError(f"distill.steps_per_iteration ({cfg.distill.steps_per_iteration}) must be a multiple of "
                           f"student.bptt_length ({cfg.student.bptt_length}) for a recurrent student")
     if cfg.teacher.algo == "sac" and cfg.teacher.update_precision == "bfloat16":

@@ -78,7 +78,7 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dic
         "default_joint_positions": default_qpos,
         "pd_gains": {"kp": [float(model.actuator_gainprm[i, 0]) for i in range(model.nu)],
                      "kd": [float(-model.actuator_biasprm[i, 2]) for i in range(model.nu)]},
-        "encoder": student.spec.get("encoder", "mlp"),
+        "encoder": student.spec.encoder,
         "history_length": student.history,
         "state_shape": list(student.state_shape),
         "state_initial_value": 0.0,

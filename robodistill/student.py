@@ -5,22 +5,105 @@ newest raw proprio observation. Windowed encoders (MLP, TCN) keep the last H raw
 recurrent encoders (GRU, LSTM) keep their hidden state. Normalization lives inside the module, so the exported
 graph takes raw sensor values. Training unrolls the same ``step`` over stored sequences (``unroll``), which is
 truncated backpropagation through time for the recurrent encoders and a single step for the windowed ones.
+
+Encoders are found by name (:func:`register_encoder`); each declares its options as a dataclass, and a
+:class:`StudentSpec` (sizes, head, encoder name and options) rebuilds a student and is saved beside its weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Union
 
 import torch
 from torch import nn
 from torch.distributions import Normal
 
-from robodistill.errors import UsageError
+from robodistill.config import build_section
+from robodistill.errors import ConfigError, UsageError
 from robodistill.networks import ACTIVATIONS, mlp
 from robodistill.runs import atomic_torch_save, load_plain
 
 STUDENT_FORMAT = "robodistill-student-1"
+# the options every encoder had in the flat spec of files written before encoders were registered
+LEGACY_OPTION_KEYS = ("history", "tcn_channels", "rnn_hidden", "rnn_layers")
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What rebuilds a student: task, sizes, head, and the named encoder with its options (an instance of the
+    encoder's ``Options``; a mapping is validated into one). Saved as the plain data of :meth:`to_dict`."""
+
+    task: str
+    encoder: str
+    obs_dim: int
+    action_dim: int
+    hidden: tuple[int, ...]
+    activation: str
+    init_log_std: float
+    action_offset: tuple[float, ...]
+    action_scale: tuple[float, ...]
+    options: Any = None  # the encoder's Options; None or a mapping is validated into one
+
+    def __post_init__(self) -> None:
+        options_cls = encoder_class(self.encoder).Options
+        options = self.options
+        if options is None or isinstance(options, Mapping):
+            options = build_section(options_cls, dict(options or {}), f"student {self.encoder} options")
+        elif not isinstance(options, options_cls):
+            raise TypeError(f"options of encoder {self.encoder!r} must be {options_cls.__qualname__}, "
+                            f"got {type(options).__qualname__}")
+        for name, value in (("obs_dim", int(self.obs_dim)), ("action_dim", int(self.action_dim)),
+                            ("hidden", tuple(int(v) for v in self.hidden)), ("init_log_std", float(self.init_log_std)),
+                            ("action_offset", tuple(float(v) for v in self.action_offset)),
+                            ("action_scale", tuple(float(v) for v in self.action_scale)), ("options", options)):
+            object.__setattr__(self, name, value)  # canonical plain types, so to_dict() is plain data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat plain data (str, int, float, bool, list), as saved in student.pt and checkpoint.pt."""
+        return {"task": self.task, "encoder": self.encoder, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "hidden": list(self.hidden), "activation": self.activation, "init_log_std": self.init_log_std,
+                "action_offset": list(self.action_offset), "action_scale": list(self.action_scale),
+                **dataclasses.asdict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StudentSpec":
+        """The spec :meth:`to_dict` wrote, or the flat dict of an older file (every encoder's options in it, no
+        encoder meaning ``mlp``); anything that does not describe a student is a ``ValueError``."""
+        data = dict(data)
+        encoder = data.pop("encoder", "mlp")
+        try:
+            option_names = [f.name for f in dataclasses.fields(encoder_class(encoder).Options)]
+            base = {f.name: data.pop(f.name) for f in dataclasses.fields(cls)
+                    if f.name in data and f.name != "options"}
+            options = {k: data.pop(k) for k in option_names if k in data}
+            for key in LEGACY_OPTION_KEYS:  # other encoders' options in an older file
+                data.pop(key, None)
+            if data:
+                raise ValueError(f"unknown student spec keys {sorted(data)}")
+            return cls(encoder=encoder, options=options, **base)
+        except (UsageError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+
+    def with_encoder(self, encoder: str) -> "StudentSpec":
+        """This spec with another encoder: options of the same name carry over, the others take defaults."""
+        names = {f.name for f in dataclasses.fields(encoder_class(encoder).Options)}
+        kept = {k: v for k, v in dataclasses.asdict(self.options).items() if k in names}
+        return dataclasses.replace(self, encoder=encoder, options=kept)
+
+    def mismatch(self, other: "StudentSpec") -> tuple[str, Any, Any] | None:
+        """The first part of the architecture (encoder, sizes, activation, options) where ``other`` differs:
+        ``(name, this spec's value, other's value)``; None where the same weights fit both."""
+        if self.encoder != other.encoder:
+            return "encoder", self.encoder, other.encoder
+        mine, theirs = self.to_dict(), other.to_dict()
+        keys = ["obs_dim", "action_dim", "hidden", "activation", *(f.name for f in dataclasses.fields(self.options))]
+        return next(((k, mine[k], theirs[k]) for k in keys if mine[k] != theirs[k]), None)
+
+
 class RunningNorm(nn.Module):
     """Running mean and variance of observations (Chan et al. parallel update), applied as a fixed affine map."""
 
@@ -61,11 +144,11 @@ class RunningNorm(nn.Module):
 class WindowEncoder(nn.Module):
     """Base of encoders whose state is the window of the last H raw observations ``[B, H, Dp]``."""
 
-    recurrent = False
+    recurrent: ClassVar[bool] = False
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: StudentSpec, history: int) -> None:
         super().__init__()
-        self.obs_dim, self.history = spec["obs_dim"], spec["history"]
+        self.obs_dim, self.history = spec.obs_dim, history
         self.state_shape: tuple[int, ...] = (self.history, self.obs_dim)
 
     def step(self, obs: torch.Tensor, state: torch.Tensor, norm: RunningNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,10 +164,16 @@ class WindowEncoder(nn.Module):
 class MlpEncoder(WindowEncoder):
     """MLP over the flattened window."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
-        self.net = mlp(self.obs_dim * self.history, list(spec["hidden"]), spec["activation"])
-        self.feature_dim = spec["hidden"][-1] if spec["hidden"] else self.obs_dim * self.history
+    @dataclass(frozen=True)
+    class Options:
+        """The window's length."""
+
+        history: int = 8
+
+    def __init__(self, spec: StudentSpec) -> None:
+        super().__init__(spec, spec.options.history)
+        self.net = mlp(self.obs_dim * self.history, list(spec.hidden), spec.activation)
+        self.feature_dim = spec.hidden[-1] if spec.hidden else self.obs_dim * self.history
 
     def encode(self, window: torch.Tensor) -> torch.Tensor:
         """``[B, H, Dp] -> [B, F]``."""
@@ -94,9 +183,16 @@ class MlpEncoder(WindowEncoder):
 class TcnEncoder(WindowEncoder):
     """Causal dilated 1-D convolutions over the window (Lee et al. 2020's TCN student), then an MLP."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
-        channels, act = int(spec.get("tcn_channels", 32)), ACTIVATIONS[spec["activation"]]
+    @dataclass(frozen=True)
+    class Options:
+        """The window's length and the convolutions' channels."""
+
+        history: int = 8
+        tcn_channels: int = 32
+
+    def __init__(self, spec: StudentSpec) -> None:
+        super().__init__(spec, spec.options.history)
+        channels, act = spec.options.tcn_channels, ACTIVATIONS[spec.activation]
         layers: list[nn.Module] = []
         inp, dilation, length = self.obs_dim, 1, self.history
         while True:  # stack kernel-3 convolutions until the receptive field covers the window
@@ -107,8 +203,8 @@ class TcnEncoder(WindowEncoder):
                 break
             dilation *= 2
         self.conv = nn.Sequential(*layers)
-        self.head = mlp(channels, list(spec["hidden"]), spec["activation"])
-        self.feature_dim = spec["hidden"][-1] if spec["hidden"] else channels
+        self.head = mlp(channels, list(spec.hidden), spec.activation)
+        self.feature_dim = spec.hidden[-1] if spec.hidden else channels
 
     def encode(self, window: torch.Tensor) -> torch.Tensor:
         """``[B, H, Dp] -> [B, F]``: causal convolutions, features of the newest step."""
@@ -119,18 +215,26 @@ class TcnEncoder(WindowEncoder):
 class RecurrentEncoder(nn.Module):
     """GRU or LSTM over the normalized observation stream; state ``[B, layers * k, hidden]`` (k = 2 for LSTM)."""
 
-    recurrent = True
+    recurrent: ClassVar[bool] = True
+    cell: ClassVar[str]
 
-    def __init__(self, spec: dict[str, Any], cell: str) -> None:
+    @dataclass(frozen=True)
+    class Options:
+        """The recurrent layers' width and depth."""
+
+        rnn_hidden: int = 64
+        rnn_layers: int = 1
+
+    def __init__(self, spec: StudentSpec) -> None:
         super().__init__()
-        self.obs_dim, self.cell = spec["obs_dim"], cell
-        self.hidden_size, self.layers = int(spec.get("rnn_hidden", 64)), int(spec.get("rnn_layers", 1))
-        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        self.obs_dim = spec.obs_dim
+        self.hidden_size, self.layers = spec.options.rnn_hidden, spec.options.rnn_layers
+        rnn_cls = nn.GRU if self.cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(self.obs_dim, self.hidden_size, self.layers, batch_first=True)
-        k = 2 if cell == "lstm" else 1
+        k = 2 if self.cell == "lstm" else 1
         self.state_shape = (self.layers * k, self.hidden_size)
-        self.head = mlp(self.hidden_size, list(spec["hidden"]), spec["activation"])
-        self.feature_dim = spec["hidden"][-1] if spec["hidden"] else self.hidden_size
+        self.head = mlp(self.hidden_size, list(spec.hidden), spec.activation)
+        self.feature_dim = spec.hidden[-1] if spec.hidden else self.hidden_size
 
     def step(self, obs: torch.Tensor, state: torch.Tensor, norm: RunningNorm) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step on ``obs [B, Dp]`` from hidden ``state``."""
@@ -145,28 +249,70 @@ class RecurrentEncoder(nn.Module):
         return self.head(out[:, 0]), new.transpose(0, 1)
 
 
-ENCODERS: dict[str, Any] = {
-    "mlp": MlpEncoder,
-    "tcn": TcnEncoder,
-    "gru": lambda spec: RecurrentEncoder(spec, "gru"),
-    "lstm": lambda spec: RecurrentEncoder(spec, "lstm"),
-}
+class GruEncoder(RecurrentEncoder):
+    """A GRU over the observation stream."""
+
+    cell = "gru"
+
+
+class LstmEncoder(RecurrentEncoder):
+    """An LSTM over the observation stream; its state stacks h and c."""
+
+    cell = "lstm"
+
+
+# ---- the registry ---------------------------------------------------------------------------------------
+
+ENCODERS: dict[str, type[nn.Module]] = {}
+_SPEC_KEYS = frozenset(f.name for f in dataclasses.fields(StudentSpec))
+
+
+def register_encoder(name: str, cls: type[nn.Module]) -> None:
+    """Make ``cls`` available as ``student.encoder: NAME``.
+
+    The class declares ``Options`` (a dataclass whose fields have defaults; the config sets them from the
+    student keys of the same name, or from ``student.options``) and ``recurrent`` (a bool); it is built as
+    ``cls(spec)`` from a :class:`StudentSpec` and provides ``state_shape``, ``feature_dim``, ``history`` (if
+    not recurrent) and ``step(obs, state, norm) -> (features, next_state)``.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"an encoder name must be a non-empty string, got {name!r}")
+    options = getattr(cls, "Options", None)
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise TypeError(f"encoder {name!r}: {cls.__qualname__}.Options must be a dataclass of its options")
+    if not isinstance(getattr(cls, "recurrent", None), bool):
+        raise TypeError(f"encoder {name!r}: {cls.__qualname__}.recurrent must be True or False")
+    clash = sorted(_SPEC_KEYS & {f.name for f in dataclasses.fields(options)})
+    if clash:
+        raise ValueError(f"encoder {name!r}: options {clash} clash with the student spec's own fields")
+    ENCODERS[name] = cls
+
+
+def encoder_class(name: str) -> type[nn.Module]:
+    """The encoder class registered as ``name``; an unknown name is a :class:`UsageError` naming the others."""
+    if name not in ENCODERS:
+        raise UsageError(f"unknown student encoder {name!r}; registered: {', '.join(sorted(ENCODERS))}")
+    return ENCODERS[name]
+
+
+for _name, _cls in (("mlp", MlpEncoder), ("tcn", TcnEncoder), ("gru", GruEncoder), ("lstm", LstmEncoder)):
+    register_encoder(_name, _cls)
 
 
 class Student(nn.Module):
     """Observation normalizer + encoder + Gaussian action head (state-independent std) + optional value head."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: StudentSpec) -> None:
         super().__init__()
-        self.spec = dict(spec)
-        self.obs_dim, self.action_dim = spec["obs_dim"], spec["action_dim"]
+        self.spec = spec
+        self.obs_dim, self.action_dim = spec.obs_dim, spec.action_dim
         self.normalizer = RunningNorm(self.obs_dim)
-        self.encoder = ENCODERS[spec.get("encoder", "mlp")](spec)
+        self.encoder = encoder_class(spec.encoder)(spec)
         self.mean_head = nn.Linear(self.encoder.feature_dim, self.action_dim)
-        self.log_std = nn.Parameter(torch.full((self.action_dim,), float(spec["init_log_std"])))
+        self.log_std = nn.Parameter(torch.full((self.action_dim,), spec.init_log_std))
         self.value_head = nn.Linear(self.encoder.feature_dim, 1)
-        self.register_buffer("action_offset", torch.as_tensor(spec["action_offset"], dtype=torch.float32))
-        self.register_buffer("action_scale", torch.as_tensor(spec["action_scale"], dtype=torch.float32))
+        self.register_buffer("action_offset", torch.as_tensor(spec.action_offset, dtype=torch.float32))
+        self.register_buffer("action_scale", torch.as_tensor(spec.action_scale, dtype=torch.float32))
 
     @property
     def recurrent(self) -> bool:
@@ -230,26 +376,39 @@ class Student(nn.Module):
 
     def save(self, path: Path, **extra: Any) -> None:
         """Atomically save weights beside the spec that rebuilds them."""
-        atomic_torch_save({"format": STUDENT_FORMAT, "spec": self.spec, "state_dict": self.state_dict(), **extra},
-                          Path(path))
+        atomic_torch_save({"format": STUDENT_FORMAT, "spec": self.spec.to_dict(), "state_dict": self.state_dict(),
+                           **extra}, Path(path))
 
 
-def build_student(encoder: str, spec: dict[str, Any]) -> Student:
-    """A fresh student with the named encoder."""
-    if encoder not in ENCODERS:
-        raise UsageError(f"unknown student encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
-    return Student({**spec, "encoder": encoder})
+def build_student(spec: Union[StudentSpec, str], older: Union[StudentSpec, Mapping[str, Any], None] = None) -> Student:
+    """A fresh student from its spec; the older call ``build_student(encoder, spec)`` gives ``spec`` that encoder
+    (a flat dict's options for it, or a spec's options of the same name)."""
+    if isinstance(spec, str):
+        spec = (older.with_encoder(spec) if isinstance(older, StudentSpec)
+                else StudentSpec.from_dict({**older, "encoder": spec}))
+    return Student(spec)
+
+
+def encoder_options(sc: Any) -> Any:
+    """The ``Options`` of the encoder ``sc.encoder`` as the student config ``sc`` sets them: from its keys of the
+    same name (history, tcn_channels, rnn_hidden, rnn_layers) and from ``sc.options``; a ConfigError if they
+    do not fit."""
+    options_cls = encoder_class(sc.encoder).Options
+    own = {f.name for f in dataclasses.fields(sc)} - {"options"}
+    named = {f.name: getattr(sc, f.name) for f in dataclasses.fields(options_cls) if f.name in own}
+    twice = sorted(set(sc.options) & own)
+    if twice:
+        raise ConfigError(f"student.options.{twice[0]}: set it as student.{twice[0]}")
+    return build_section(options_cls, {**named, **sc.options}, "student.options")
 
 
 def student_spec(cfg: Any, obs_dim: int, action_dim: int, action_offset: Any, action_scale: Any,
-                 task: str) -> dict[str, Any]:
+                 task: str) -> StudentSpec:
     """The spec of a student as the config describes it, for a task of the given sizes."""
     sc = cfg.student
-    return {"task": task, "encoder": sc.encoder, "obs_dim": obs_dim, "action_dim": action_dim,
-            "history": sc.history, "hidden": list(sc.hidden), "activation": sc.activation,
-            "init_log_std": sc.init_log_std, "tcn_channels": sc.tcn_channels, "rnn_hidden": sc.rnn_hidden,
-            "rnn_layers": sc.rnn_layers,
-            "action_offset": [float(v) for v in action_offset], "action_scale": [float(v) for v in action_scale]}
+    return StudentSpec(task=task, encoder=sc.encoder, obs_dim=obs_dim, action_dim=action_dim, hidden=sc.hidden,
+                       activation=sc.activation, init_log_std=sc.init_log_std, action_offset=action_offset,
+                       action_scale=action_scale, options=encoder_options(sc))
 
 
 def load_student(path: str | Path) -> Student:
@@ -261,7 +420,7 @@ def load_student(path: str | Path) -> Student:
         blob = load_plain(path, "student")  # tensors and plain data only: a shared file cannot run code
         if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
             raise ValueError("not a robodistill student file")
-        student = build_student(blob["spec"].get("encoder", "mlp"), blob["spec"])
+        student = build_student(StudentSpec.from_dict(blob["spec"]))
         student.load_state_dict(blob["state_dict"])
     except UsageError:
         raise

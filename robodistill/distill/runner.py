@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from copy import deepcopy
@@ -22,7 +23,7 @@ from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
 from robodistill.precision import update_dtype
 from robodistill.runs import MetricsLog, atomic_torch_save, truncate_metrics
-from robodistill.student import build_student, student_spec
+from robodistill.student import StudentSpec, build_student, student_spec
 
 if TYPE_CHECKING:
     from robodistill.config import Config
@@ -57,7 +58,7 @@ class DaggerRunner:
         backend = self.env.backend
         spec = student_spec(cfg, self.env.obs_dims["proprio"], self.env.action_dim, backend.action_offset,
                             backend.action_scale, cfg.task.name)
-        self.student = build_student(cfg.student.encoder, spec).to(self.device)
+        self.student = build_student(spec).to(self.device)
         distributed.broadcast_module(self.student)
         # the fused kernel updates every parameter in one pass: 7 % faster updates on the CPU (BENCHMARKS.md)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=dc.learning_rate,
@@ -191,8 +192,8 @@ class DaggerRunner:
             self._loss(copy, batch, dtype).backward()
 
         spec = self.student.spec
-        shape = (f"student {spec['encoder']} obs {spec['obs_dim']} history {spec['history']} hidden {spec['hidden']} "
-                 f"rnn {spec['rnn_hidden']} batch {dc.batch_size}")
+        shape = (f"student {spec.encoder} obs {spec.obs_dim} hidden {list(spec.hidden)} "
+                 f"{dataclasses.asdict(spec.options)} batch {dc.batch_size}")
         dtype = update_dtype(dc.update_precision, self.device, trial, shape)
         if self.world_size > 1:  # every rank trains in rank 0's choice
             dtype = torch.bfloat16 if distributed.broadcast_float(float(dtype == torch.bfloat16)) else torch.float32
@@ -210,7 +211,8 @@ class DaggerRunner:
             return
         student_dir = self.run_dir / "student"
         if not final:
-            atomic_torch_save({"format": CHECKPOINT_FORMAT, "spec": self.student.spec, "iteration": self.iteration,
+            atomic_torch_save({"format": CHECKPOINT_FORMAT, "spec": self.student.spec.to_dict(),
+                               "iteration": self.iteration,
                                "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
                                "labels": self.labels, "torch_rng": torch.get_rng_state(),
@@ -231,12 +233,14 @@ class DaggerRunner:
             raise
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
             raise UsageError(f"corrupted checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-        mismatched = [k for k in ("encoder", "obs_dim", "action_dim", "history", "hidden", "rnn_hidden",
-                                  "rnn_layers", "tcn_channels") if ckpt["spec"].get(k) != self.student.spec.get(k)]
-        if mismatched:
-            k = mismatched[0]
-            raise UsageError(f"checkpoint {path} does not fit the config: student {k} is {ckpt['spec'].get(k)!r} "
-                             f"in the checkpoint but {self.student.spec.get(k)!r} in the config")
+        try:
+            mismatch = StudentSpec.from_dict(ckpt["spec"]).mismatch(self.student.spec)
+        except ValueError as exc:
+            raise UsageError(f"checkpoint {path} does not fit the config: {exc}") from None
+        if mismatch is not None:
+            k, was, now = mismatch
+            raise UsageError(f"checkpoint {path} does not fit the config: student {k} is {was!r} "
+                             f"in the checkpoint but {now!r} in the config")
         stored = {k: tuple(v.shape[1:]) for k, v in ckpt["buffer"]["data"].items()}
         expected = {k: tuple(v.shape[1:]) for k, v in self.buffer.data.items()}
         if stored != expected:
