@@ -48,16 +48,19 @@ def _projected_gravity(q: np.ndarray) -> np.ndarray:
 
 
 class PendulumReward:
-    """Gymnasium's pendulum cost: ``-(wrap(q)^2 + 0.1 qd^2 + 0.001 (2a)^2)``; never terminates."""
+    """Gymnasium's pendulum cost, ``angle * wrap(q)^2 + velocity * qd^2 + torque * (2a)^2`` (scales -1, -0.1,
+    -0.001 by default); never terminates."""
+
+    REWARD_SCALES = {"angle": -1.0, "velocity": -0.1, "torque": -0.001}
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
-        reward_scales({}, metadata, "pendulum")  # no named terms: refuse scales it would ignore
+        self.scales = reward_scales(self.REWARD_SCALES, metadata, "pendulum")
 
     def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
         """Reward ``[B]`` of the control step that led to this state."""
         angle = np.arctan2(np.sin(qpos[:, 0]), np.cos(qpos[:, 0]))
-        torque = 2.0 * action[:, 0]
-        return -(angle**2 + 0.1 * qvel[:, 0] ** 2 + 0.001 * torque**2)
+        terms = {"angle": angle**2, "velocity": qvel[:, 0] ** 2, "torque": (2.0 * action[:, 0]) ** 2}
+        return sum(self.scales[k] * v for k, v in terms.items())
 
     def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
         """Never."""
@@ -65,13 +68,13 @@ class PendulumReward:
 
 
 class HopperReward:
-    """Gymnasium Hopper-v5: forward velocity + alive bonus − 1e-3 |a|^2; ends when unhealthy."""
+    """Gymnasium Hopper-v5: forward velocity + alive bonus - 1e-3 |a|^2 (the default scales); ends when unhealthy."""
 
-    FORWARD_WEIGHT, ALIVE_BONUS, CTRL_COST = 1.0, 1.0, 1e-3
+    REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
     MIN_HEIGHT, MAX_PITCH, MAX_STATE = 0.7, 0.2, 100.0
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
-        reward_scales({}, metadata, "hopper")  # no named terms: refuse scales it would ignore
+        self.scales = reward_scales(self.REWARD_SCALES, metadata, "hopper")
 
     def _healthy(self, qpos, qvel) -> np.ndarray:
         height, pitch = qpos[:, 1], qpos[:, 2]
@@ -81,9 +84,9 @@ class HopperReward:
 
     def reward(self, qpos, qvel, sensordata, action, prev_action, command) -> np.ndarray:
         """Reward ``[B]`` of the control step that led to this state."""
-        forward = self.FORWARD_WEIGHT * qvel[:, 0]
-        alive = self.ALIVE_BONUS * self._healthy(qpos, qvel)
-        return forward + alive - self.CTRL_COST * np.sum(action**2, axis=-1)
+        terms = {"forward": qvel[:, 0], "healthy": self._healthy(qpos, qvel) * 1.0,
+                 "ctrl": np.sum(action**2, axis=-1)}
+        return sum(self.scales[k] * v for k, v in terms.items())
 
     def terminated(self, qpos, qvel, sensordata, command) -> np.ndarray:
         """The torso is too low, pitched too far, or the state blew up."""

@@ -86,12 +86,15 @@ class BatchedEnv:
         return {"proprio": _to_torch(proprio), "privileged": _to_torch(privileged)}
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Apply ``action [B, A]`` in [-1, 1]; finished episodes restart at once (``info["final_obs"]``)."""
+        """Apply ``action [B, A]`` in [-1, 1]; finished episodes restart at once (``info["final_obs"]``).
+
+        ``info["reward_terms"]``: each named reward term's share of this step's reward, ``{name: [B]}``."""
         if action.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {tuple(action.shape)}")
         out = self.backend.step(self.backend.action_from_torch(action))
         obs = {"proprio": _to_torch(out["proprio"]), "privileged": _to_torch(out["privileged"])}
-        info: dict[str, Any] = {"final_obs": None, "faults": _to_bool(out["fault"])}
+        info: dict[str, Any] = {"final_obs": None, "faults": _to_bool(out["fault"]),
+                                "reward_terms": {k: _to_torch(v).float() for k, v in out["reward_terms"].items()}}
         if out["final"] is not None:
             final = out["final"]
             info["final_obs"] = {"proprio": _to_torch(final["proprio"]),

@@ -48,6 +48,8 @@ class SB3VecEnv(VecEnv):
         act_space = gym.spaces.Box(-1.0, 1.0, shape=(env.action_dim,), dtype=np.float32)
         super().__init__(env.num_envs, obs_space, act_space)
         self._actions: np.ndarray | None = None
+        self._term_sums: dict[str, np.ndarray] = {}  # name -> [B] each running episode's sum of a reward term
+        self.finished_terms: dict[str, list[float]] = {}  # name -> sums of the episodes finished since last read
 
     def reset(self) -> np.ndarray:
         """Reset every environment; returns ``[B, D]``."""
@@ -64,6 +66,7 @@ class SB3VecEnv(VecEnv):
         obs, reward, terminated, truncated, info = self.env.step(action.to(self.env.device))
         terminated, truncated = terminated.cpu(), truncated.cpu()
         dones = (terminated | truncated).numpy()
+        self._add_reward_terms(info["reward_terms"], dones)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if info["final_obs"] is not None:
             final = info["final_obs"][self.group].cpu().numpy()
@@ -71,6 +74,21 @@ class SB3VecEnv(VecEnv):
                 infos[i]["terminal_observation"] = final[j]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i]) and not bool(terminated[i])
         return obs[self.group].cpu().numpy(), reward.cpu().numpy(), dones, infos
+
+    def _add_reward_terms(self, terms: dict[str, torch.Tensor], dones: np.ndarray) -> None:
+        """Add this step's reward terms ``{name: [B]}`` to each episode's sums; keep the finished episodes'."""
+        for name, value in terms.items():
+            sums = self._term_sums.setdefault(name, np.zeros(self.num_envs))
+            sums += value.cpu().numpy()
+            if dones.any():
+                self.finished_terms.setdefault(name, []).extend(sums[dones].tolist())
+                sums[dones] = 0.0
+
+    def pop_reward_terms(self) -> dict[str, float]:
+        """Mean per finished episode of each reward term's share of the return, since the last call."""
+        means = {name: float(np.mean(values)) for name, values in self.finished_terms.items() if values}
+        self.finished_terms = {}
+        return means
 
     def close(self) -> None:
         """Close the underlying environment."""
@@ -227,9 +245,11 @@ class _ProgressCallback(BaseCallback):
     """Progress bar, episode-return metrics and atomic checkpoints during SB3 training."""
 
     def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any,
-                 stage: str = "teacher", publish: Callable[[Any, Any], None] | None = None) -> None:
+                 stage: str = "teacher", publish: Callable[[Any, Any], None] | None = None,
+                 adapter: SB3VecEnv | None = None) -> None:
         super().__init__()
         self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
+        self.adapter = adapter  # where the reward terms' episode sums come from
         self.stage, self.publish = stage, publish
         self.bar: tqdm | None = None
         self._last_log, self._last_ckpt, self._t0, self._n0 = 0, 0, time.time(), 0
@@ -252,8 +272,10 @@ class _ProgressCallback(BaseCallback):
             ret = self._mean_return()
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
+            terms = self.adapter.pop_reward_terms() if self.adapter is not None else {}
             self.metrics.write(self.stage, n, episode_return=ret,
-                               steps_per_second=(n - self._n0) / (time.time() - self._t0))
+                               steps_per_second=(n - self._n0) / (time.time() - self._t0),
+                               **{f"reward/{name}": value for name, value in terms.items()})
         if n - self._last_ckpt >= self.every:
             self._last_ckpt = n
             self.save_checkpoint()
@@ -321,7 +343,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = env_from_config(cfg, tc.num_envs, seed=cfg.seed)
-    venv: VecEnv = VecMonitor(SB3VecEnv(env, group))
+    adapter = SB3VecEnv(env, group)
+    venv: VecEnv = VecMonitor(adapter)
     torch.manual_seed(cfg.seed)
     if resume:
         model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc)
@@ -339,7 +362,7 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
 
     callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage,
-                                 publish if policy_file is not None else None)
+                                 publish if policy_file is not None else None, adapter)
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:

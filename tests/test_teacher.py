@@ -222,3 +222,36 @@ def test_sac_teacher_trains_exports_its_actor_and_distills(tmp_path) -> None:
     figures = DaggerRunner(cfg, teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
     assert figures["distill_iterations"] == 2 and np.isfinite(figures["score"])
     assert (tmp_path / "student" / "student.pt").is_file()
+
+
+def test_reward_terms_add_up_to_the_episode_return_and_are_logged(tmp_path) -> None:
+    """Each named term's share of the reward, summed per episode, adds up to the episode's return (the pendulum
+    neither clips nor penalizes), and teacher training logs their means to metrics.jsonl."""
+    import numpy as np
+
+    import robodistill as rd
+    from robodistill.runs import MetricsLog, read_metrics
+    from robodistill.tasks.pendulum import Pendulum
+    from robodistill.teacher import SB3VecEnv, train_sb3
+
+    task = Pendulum(episode_length=7, reward_scales={"torque": -0.5})  # a scale the default table lacks
+    adapter = SB3VecEnv(rd.make_env(task, 4, seed=0))
+    adapter.reset()
+    rng = np.random.default_rng(0)
+    returns = np.zeros(4)
+    for _ in range(14):  # two whole episodes per environment
+        adapter.step_async(rng.uniform(-1, 1, (4, 1)).astype(np.float32))
+        _, reward, _, _ = adapter.step_wait()
+        returns += reward
+    terms = adapter.pop_reward_terms()
+    assert set(terms) == {"angle", "velocity", "torque"}
+    assert sum(terms.values()) == pytest.approx(returns.sum() / 8, rel=1e-5)  # 8 episodes
+    assert terms["torque"] < 0 and adapter.pop_reward_terms() == {}
+    adapter.close()
+
+    cfg = rd.load_config(PENDULUM, overrides=TINY)
+    train_sb3(cfg, tmp_path / "teacher", MetricsLog(tmp_path, tensorboard=False))
+    records = read_metrics(tmp_path, "teacher")
+    logged = [r for r in records if "reward/angle" in r]  # records after some episode finished
+    assert logged and all(f"reward/{name}" in logged[-1] for name in ("velocity", "torque"))
+    assert logged[-1]["reward/angle"] < 0

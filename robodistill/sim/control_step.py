@@ -30,6 +30,7 @@ class StepOutcome(NamedTuple):
     terminated: Array  # [B] bool: the task's termination, or a fault
     truncated: Array  # [B] bool: episode length or out of bounds, never where terminated
     steps: Array  # [B] control steps into the episode, this one counted
+    reward_terms: dict[str, Array]  # name -> [B] each term's share of the reward (zero where the physics faulted)
 
 
 def before_physics(task: Task, action: Array, prev_action: Array, steps: Array, qvel: Array,
@@ -45,15 +46,18 @@ def before_physics(task: Task, action: Array, prev_action: Array, steps: Array, 
 
 def after_physics(task: Task, sim: SimArrays, action: Array, prev_action: Array, command: Array,
                   params: dict[str, Array], steps: Array, fault: Array, xp: Any) -> StepOutcome:
-    """Reward, termination and truncation of the reached state; a faulted environment terminates with reward 0."""
-    reward = xp.where(fault, 0.0, task.reward(sim, action, prev_action, command, xp))
+    """Reward (and its weighted terms), termination and truncation of the reached state; a faulted environment
+    terminates with reward 0."""
+    weighted = task.weighted_reward_terms(task.reward_terms(sim, action, prev_action, command, xp))
+    reward = xp.where(fault, 0.0, task.combine_reward(weighted, sim, command, xp))
+    weighted = {name: xp.where(fault, 0.0, value) for name, value in weighted.items()}
     terminated = xp.asarray(task.terminated(sim, command, xp), dtype=bool) | fault
     steps = steps + 1
     truncated = steps >= task.episode_length
     left = task.out_of_bounds(sim, params, xp)
     if left is not None:
         truncated = truncated | xp.asarray(left, dtype=bool)
-    return StepOutcome(reward, terminated, truncated & ~terminated, steps)
+    return StepOutcome(reward, terminated, truncated & ~terminated, steps, weighted)
 
 
 def observe_step(layout: ObservationLayout, task: Task, sim: SimArrays, prev_action: Array, command: Array,

@@ -50,9 +50,10 @@ class Backend(Protocol):
     def step(self, action: Array) -> dict[str, Any]:
         """One control step of ``action [B, A]`` in [-1, 1] with auto-reset of finished episodes.
 
-        Returns ``proprio``, ``privileged`` (after auto-reset), ``reward [B]``, ``terminated [B]``,
-        ``truncated [B]``, ``fault [B]`` and ``final``: None, or ``{"proprio", "privileged", "env_ids"}`` of the
-        environments that finished, observed before their reset.
+        Returns ``proprio``, ``privileged`` (after auto-reset), ``reward [B]``, ``reward_terms`` (name -> [B],
+        each term's share of the reward), ``terminated [B]``, ``truncated [B]``, ``fault [B]`` and ``final``: None,
+        or ``{"proprio", "privileged", "env_ids"}`` of the environments that finished, observed before their
+        reset.
         """
 
     def action_from_torch(self, action: torch.Tensor) -> Array:

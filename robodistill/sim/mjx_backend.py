@@ -249,7 +249,8 @@ class MjxBackend:
             lambda s: (s, proprio, privileged), state)
         out = {"proprio": new_proprio, "privileged": new_privileged, "reward": outcome.reward.astype(jnp.float32),
                "terminated": outcome.terminated, "truncated": outcome.truncated, "fault": fault, "done": done,
-               "final_proprio": proprio, "final_privileged": privileged}
+               "final_proprio": proprio, "final_privileged": privileged,
+               "reward_terms": {k: v.astype(jnp.float32) for k, v in outcome.reward_terms.items()}}
         return state._replace(key=key), out
 
     # ---- host <-> device -------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ class MjxBackend:
             self._advance_episodes(ids)
         return {"proprio": out["proprio"], "privileged": out["privileged"], "reward": out["reward"],
                 "terminated": out["terminated"], "truncated": out["truncated"], "final": final,
-                "fault": out["fault"]}
+                "fault": out["fault"], "reward_terms": out["reward_terms"]}
 
     @property
     def sensor_noise(self) -> bool:

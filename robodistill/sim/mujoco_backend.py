@@ -207,7 +207,7 @@ class MujocoBackend:
             self._reset_envs(done)
             proprio[done], privileged[done] = self._observe(done)
         return {"proprio": proprio, "privileged": privileged, "reward": outcome.reward, "terminated": terminated,
-                "truncated": truncated, "final": final, "fault": fault}
+                "truncated": truncated, "final": final, "fault": fault, "reward_terms": outcome.reward_terms}
 
     def close(self) -> None:
         """Release the batch (its thread pool goes with it)."""

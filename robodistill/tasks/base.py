@@ -220,9 +220,27 @@ class Task:
         """A change of velocity ``[B, nv]`` applied before the step (e.g. random pushes), or None for none."""
         return None
 
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Each named reward term ``[B]``, unscaled (their scales: ``REWARD_SCALES`` with ``task.reward_scales``).
+
+        The default, for a task that defines only :meth:`reward`: one term, ``reward``, its whole reward."""
+        if type(self).reward is Task.reward:
+            raise NotImplementedError(f"task {self.name!r} defines neither reward_terms nor reward")
+        return {"reward": self.reward(sim, action, prev_action, command, xp)}
+
+    def weighted_reward_terms(self, terms: dict[str, Array]) -> dict[str, Array]:
+        """Each term's share of the reward ``[B]``: the term times its scale (1 for an undeclared term)."""
+        return {name: self.reward_scales.get(name, 1.0) * value for name, value in terms.items()}
+
+    def combine_reward(self, weighted: dict[str, Array], sim: SimArrays, command: Array, xp: Any) -> Array:
+        """The reward ``[B]`` from the weighted terms: their sum (a task may clip it or add a penalty)."""
+        return sum(weighted.values())
+
     def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
-        """Reward ``[B]`` for the control step that led to ``sim``."""
-        raise NotImplementedError
+        """Reward ``[B]`` for the control step that led to ``sim``: the named terms, weighted and combined."""
+        terms = self.weighted_reward_terms(self.reward_terms(sim, action, prev_action, command, xp))
+        return self.combine_reward(terms, sim, command, xp)
 
     def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
         """Early termination ``[B]`` (bool); the default never terminates."""

@@ -47,10 +47,8 @@ class Hopper(Task):
     }
     model_fields = ("geom_friction", "body_mass", "body_inertia", "actuator_gear", "dof_damping")
 
-    # reward and termination (gymnasium Hopper-v5 defaults)
-    FORWARD_WEIGHT = 1.0
-    ALIVE_BONUS = 1.0
-    CTRL_COST = 1e-3
+    # reward and termination (gymnasium Hopper-v5 defaults); override the scales with task.reward_scales
+    REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
     MIN_HEIGHT = 0.7
     MAX_PITCH = 0.2
     MAX_STATE = 100.0
@@ -93,12 +91,11 @@ class Hopper(Task):
         return ((height > self.MIN_HEIGHT) & (xp.abs(pitch) < self.MAX_PITCH)
                 & xp.all(xp.abs(state) < self.MAX_STATE, axis=-1))
 
-    def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
-        """Forward velocity of the torso + alive bonus − control cost."""
-        forward = self.FORWARD_WEIGHT * sim.qvel[:, 0]
-        alive = self.ALIVE_BONUS * self._healthy(sim, xp)
-        ctrl = self.CTRL_COST * xp.sum(action**2, axis=-1)
-        return forward + alive - ctrl
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Forward velocity of the torso, being healthy (alive bonus), and the control cost's squared actions."""
+        return {"forward": sim.qvel[:, 0], "healthy": self._healthy(sim, xp) * 1.0,
+                "ctrl": xp.sum(action**2, axis=-1)}
 
     def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
         """The torso is too low, pitched too far, or the state blew up."""

@@ -25,6 +25,7 @@ class Pendulum(Task):
     name = "pendulum"
     mjcf = ASSETS / "pendulum.xml"
     episode_length = 200  # control steps of 0.05 s: 10 s
+    REWARD_SCALES = {"angle": -1.0, "velocity": -0.1, "torque": -0.001}  # gymnasium's cost; task.reward_scales
     decimation = 5
     proprio_terms = (SensorTerm("hinge_pos", transform="sincos"), PrevActionTerm())
     privileged_terms = (SensorTerm("hinge_vel"), ParamsTerm())
@@ -69,8 +70,9 @@ class Pendulum(Task):
             "actuator_gear": gear,
         }
 
-    def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
-        """Gymnasium's pendulum cost: angle from upright, angular velocity and torque."""
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Gymnasium's pendulum cost terms: squared angle from upright, angular velocity and torque."""
         angle = wrap_angle(sim.qpos[:, 0], xp)
         torque = 2.0 * action[:, 0]
-        return -(angle**2 + 0.1 * sim.qvel[:, 0] ** 2 + 0.001 * torque**2)
+        return {"angle": angle**2, "velocity": sim.qvel[:, 0] ** 2, "torque": torque**2}

@@ -397,15 +397,18 @@ class Quadruped(Task):
                                      axis=-1),
         }
 
-    def reward(self, sim: SimArrays, action: Array, prev_action: Array, command: Array, xp: Any) -> Array:
-        """Sum of ``scale_k * term_k * dt``, clipped at zero when ``ONLY_POSITIVE_REWARDS``, then the fall penalty."""
-        dt, scales = self._dt, self.reward_scales
-        terms = self.reward_terms(sim, action, prev_action, command, xp)
-        total = sum(scales[k] * dt * v for k, v in terms.items())
+    def weighted_reward_terms(self, terms: dict[str, Array]) -> dict[str, Array]:
+        """``scale_k * term_k * dt`` (legged_gym's weighting)."""
+        return {k: self.reward_scales[k] * self._dt * v for k, v in terms.items()}
+
+    def combine_reward(self, weighted: dict[str, Array], sim: SimArrays, command: Array, xp: Any) -> Array:
+        """The weighted terms' sum, clipped at zero when ``ONLY_POSITIVE_REWARDS``, then the fall penalty."""
+        total = sum(weighted.values())
         if self.ONLY_POSITIVE_REWARDS:
             total = xp.maximum(total, 0.0)
-        if scales["termination"]:
-            total = total + scales["termination"] * dt * self.terminated(sim, command, xp)
+        scale = self.reward_scales["termination"]
+        if scale:
+            total = total + scale * self._dt * self.terminated(sim, command, xp)
         return total
 
     def episode_metrics(self, traces: dict[str, np.ndarray], fell: np.ndarray) -> dict[str, float]:
