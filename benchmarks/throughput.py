@@ -56,11 +56,11 @@ def _backend_ratio(task: str, batch: int, control_steps: int, policy: Any = None
             return policy.act(obs["privileged"])
 
     obs = env.step(action(control_steps))[0]  # warm-up
-    rows = np.empty((control_steps, batch, backend.state.shape[1]))  # mjSTATE_INTEGRATION rows of the batch
+    rows = np.empty((control_steps, batch, backend.physics_state.shape[1]))  # mjSTATE_INTEGRATION rows of the batch
     controls = np.empty((control_steps, batch, dec, env.action_dim))
     stepping = 0.0
     for k in range(control_steps):
-        rows[k] = backend.state  # (a push, once per episode, is applied inside the step and not replayed)
+        rows[k] = backend.physics_state  # (a push, once per episode, is applied inside the step and not replayed)
         act = action(k)
         t0 = time.perf_counter()
         obs = env.step(act)[0]

@@ -35,7 +35,7 @@ class SerialBackend(MujocoBackend):
             data.ctrl[:] = ctrl[i]
             for _ in range(self.task.decimation):
                 mujoco.mj_step(model, data)
-            mujoco.mj_getState(model, data, self.state[i], mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_getState(model, data, self.physics_state[i], mujoco.mjtState.mjSTATE_INTEGRATION)
             self.sensordata[i] = data.sensordata
         return np.zeros(0, dtype=np.int64)  # no simulation raised
 

@@ -90,7 +90,7 @@ def test_teacher_frozen_and_loss_goes_down(tiny_cfg, tiny_teacher, tmp_path):
     before = {k: v.clone() for k, v in tiny_teacher.state_dict().items()}
     runner = _runner(tiny_cfg, tiny_teacher, tmp_path, updates_per_iteration=150)
     runner.collect(0.5)
-    batch = runner.layout.sample(runner.buffer, 256)
+    batch = runner.rows.sample(runner.buffer, 256)
     first = _batch_loss(runner, batch)
     runner.update()
     assert _batch_loss(runner, batch) < 0.5 * first
@@ -155,7 +155,7 @@ def test_bfloat16_updates_learn_and_keep_float32_weights(tiny_cfg, tiny_teacher,
     cfg = tiny_cfg.replace(student=dataclasses.replace(tiny_cfg.student, encoder=encoder, bptt_length=5))
     runner = _runner(cfg, tiny_teacher, tmp_path, updates_per_iteration=150, update_precision="bfloat16")
     runner.collect(0.5)
-    batch = runner.layout.sample(runner.buffer, 64)
+    batch = runner.rows.sample(runner.buffer, 64)
     first = _batch_loss(runner, batch)
     seen = set()
     layer = next(m for m in runner.student.modules() if isinstance(m, torch.nn.Linear))  # CPU autocast keeps GRUs
@@ -320,7 +320,7 @@ def test_windowed_buffer_gives_back_exactly_the_windows_the_student_saw(tiny_cfg
     assert len(runner.buffer) == 2 * b and runner.buffer.data["ext"].shape[1:] == (4 + t, 3)
     rows = torch.arange(2 * b).repeat_interleave(t)  # iteration-major, then env
     step = torch.arange(t).repeat(2 * b)
-    batch = runner.layout.gather(runner.buffer, rows, step)
+    batch = runner.rows.gather(runner.buffer, rows, step)
     obs = torch.stack([o for o, _ in seen]).view(2, t, b, 3).permute(0, 2, 1, 3).reshape(-1, 1, 3)
     state = torch.stack([s for _, s in seen]).view(2, t, b, 4, 3).permute(0, 2, 1, 3, 4).reshape(-1, 4, 3)
     assert torch.equal(batch["obs"], obs) and torch.equal(batch["state0"], state)

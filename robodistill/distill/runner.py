@@ -17,7 +17,7 @@ from robodistill.distill import distributed
 from robodistill.distill.algorithm import beta_at, distillation_loss, exploration_action, mix_actions
 from robodistill.distill.buffer import AggregationBuffer
 from robodistill.distill.labeler import Labeler
-from robodistill.distill.layouts import SequenceLayout, WindowLayout
+from robodistill.distill.rows import SequenceRows, WindowRows
 from robodistill.env import env_from_config
 from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
@@ -67,18 +67,18 @@ class DaggerRunner:
         self.update_dtype = None if dc.update_precision == "auto" else update_dtype(dc.update_precision, self.device)
         # recurrent students learn from stored sequences; windowed ones from single steps, windows cut from rollouts
         b, t = self.env.num_envs, dc.steps_per_iteration
-        self.layout = (SequenceLayout(cfg.student.bptt_length) if self.student.recurrent
-                       else WindowLayout(self.student.history, t))
+        self.rows = (SequenceRows(cfg.student.bptt_length) if self.student.recurrent
+                       else WindowRows(self.student.history, t))
         a = self.env.action_dim
         step_shapes = {"obs": (self.env.obs_dims["proprio"],), "starts": (), "teacher_mean": (a,),
                        "teacher_std": (a,), "teacher_value": ()}  # per env and step
         self.buffer = AggregationBuffer(
-            max(1, dc.buffer_capacity // self.layout.steps_per_row),
-            self.layout.row_shapes(step_shapes, self.student.state_shape),
+            max(1, dc.buffer_capacity // self.rows.steps_per_row),
+            self.rows.row_shapes(step_shapes, self.student.state_shape),
             mode=dc.buffer_mode, generator=self.gen, device=self.device)
         self.rollout = {k: torch.zeros((b, t, *s), device=self.device) for k, s in step_shapes.items()}  # [B, T, ...]
         # the student's state where each buffer row begins [B, T / steps_per_row, *state]
-        self.rollout_state0 = torch.zeros((b, t // self.layout.steps_per_row, *self.student.state_shape),
+        self.rollout_state0 = torch.zeros((b, t // self.rows.steps_per_row, *self.student.state_shape),
                                           device=self.device)
         self.labeler = Labeler(teacher, with_value=dc.value_loss_coef > 0,
                                concurrent=Labeler.worth_a_thread(teacher, self.env))
@@ -92,7 +92,7 @@ class DaggerRunner:
     @property
     def buffer_samples(self) -> int:
         """Steps held in the aggregation buffer."""
-        return len(self.buffer) * self.layout.steps_per_row
+        return len(self.buffer) * self.rows.steps_per_row
 
     def start(self) -> None:
         """Reset every environment and the student's state: each environment starts an episode."""
@@ -116,7 +116,7 @@ class DaggerRunner:
 
     def collect(self, beta: float) -> dict[str, float]:
         """Run ``steps_per_iteration`` control steps with the student driving (the teacher with probability β);
-        every visited state gets the teacher's label, stored in the buffer as ``self.layout`` arranges it."""
+        every visited state gets the teacher's label, stored in the buffer as ``self.rows`` arranges it."""
         dc = self.cfg.distill
         obs, state, starts = self.obs, self.state, self.starts
         rollout = self.rollout
@@ -129,8 +129,8 @@ class DaggerRunner:
                 executed = torch.clamp(teacher_mean, -1.0, 1.0)
                 if dc.clip_labels:  # label the action the teacher executes (PPO means can sit far outside it)
                     teacher_mean = executed
-                if t % self.layout.steps_per_row == 0:
-                    self.rollout_state0[:, t // self.layout.steps_per_row] = state
+                if t % self.rows.steps_per_row == 0:
+                    self.rollout_state0[:, t // self.rows.steps_per_row] = state
                 for key, value in (("obs", obs["proprio"]), ("starts", starts), ("teacher_mean", teacher_mean),
                                    ("teacher_std", teacher_std), ("teacher_value", teacher_value)):
                     rollout[key][:, t] = value
@@ -141,7 +141,7 @@ class DaggerRunner:
                 starts = terminated | truncated
                 state = self.student.reset_state(next_state, starts)
         self.obs, self.state, self.starts = obs, state, starts
-        self.buffer.add(**self.layout.pack(rollout, self.rollout_state0))
+        self.buffer.add(**self.rows.pack(rollout, self.rollout_state0))
         self.student.normalizer.merge(*distributed.global_moments(rollout["obs"].flatten(0, 1)))
         n = dc.steps_per_iteration * self.env.num_envs
         self.env_steps += n
@@ -156,7 +156,7 @@ class DaggerRunner:
         self.student.train()
         losses = torch.zeros(dc.updates_per_iteration, device=self.device)
         for k in range(dc.updates_per_iteration):
-            batch = self.layout.sample(self.buffer, dc.batch_size)
+            batch = self.rows.sample(self.buffer, dc.batch_size)
             loss = self._loss(self.student, batch, self.update_dtype)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,7 +183,7 @@ class DaggerRunner:
         on a copy of the student and a batch of the buffer, drawing nothing from the run's random streams."""
         dc = self.cfg.distill
         gen_state = self.gen.get_state()
-        batch = self.layout.sample(self.buffer, dc.batch_size)
+        batch = self.rows.sample(self.buffer, dc.batch_size)
         self.gen.set_state(gen_state)
         copy = deepcopy(self.student).train()
 

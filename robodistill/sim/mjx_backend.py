@@ -90,7 +90,7 @@ def enable_compilation_cache(jax: Any) -> None:
     log.debug("JAX persistent compilation cache: %s", path)
 
 
-class EnvState(NamedTuple):
+class DeviceState(NamedTuple):
     """Everything the device holds between control steps (each leaf batched over environments on axis 0)."""
 
     data: Any  # mjx.Data, batched
@@ -144,7 +144,7 @@ class MjxBackend:
         self._next: EpisodeBatch | None = None
         self.physics_faults = 0
         self.compile_seconds: dict[str, float] = {}  # first reset and first step, compile included
-        self.state: EnvState | None = None
+        self.device_state: DeviceState | None = None
         self._observe_now: Any = None
         self._build_functions()
 
@@ -188,7 +188,7 @@ class MjxBackend:
 
         return self._vmap_over_model(one)(self._batched_model(fields), data, ctrl)
 
-    def _observe(self, state: EnvState, key: Any) -> tuple[Any, Any]:
+    def _observe(self, state: DeviceState, key: Any) -> tuple[Any, Any]:
         """Float32 ``(proprio, privileged)`` of ``state``, sensor noise drawn from ``key``."""
         jax, jnp = self._jax, self._jnp
         noise = jax.random.normal(key, (state.steps.shape[0], self.layout.proprio_dim)) if self._noise else None
@@ -200,20 +200,20 @@ class MjxBackend:
         return {f: self._jnp.asarray(v, dtype=self._jnp.float32) for f, v in self.nominal.items()}
 
     def _init_fn(self, params: dict[str, Any], qpos: Any, qvel: Any, command: Any, next_params: dict[str, Any],
-                 next_qpos: Any, next_qvel: Any, next_command: Any, key: Any) -> tuple[EnvState, Any, Any]:
+                 next_qpos: Any, next_qvel: Any, next_command: Any, key: Any) -> tuple[DeviceState, Any, Any]:
         """The device state of a fresh batch (current and buffered next episodes) and its observation."""
         jax, jnp = self._jax, self._jnp
         fields = self.task.apply_params(self._nominal(), params, jnp)
         n = qpos.shape[0]
-        state = EnvState(self._start_data(fields, qpos, qvel), fields, params, command,
+        state = DeviceState(self._start_data(fields, qpos, qvel), fields, params, command,
                          jnp.zeros((n, self.action_dim), jnp.float32), jnp.zeros(n, jnp.int32), key,
                          next_params, next_qpos, next_qvel, next_command)
         key, sub = jax.random.split(key)
         proprio, privileged = self._observe(state, sub)
         return state._replace(key=key), proprio, privileged
 
-    def _restart(self, state: EnvState, done: Any, key: Any, proprio: Any,
-                 privileged: Any) -> tuple[EnvState, Any, Any]:
+    def _restart(self, state: DeviceState, done: Any, key: Any, proprio: Any,
+                 privileged: Any) -> tuple[DeviceState, Any, Any]:
         """Swap the buffered next episode in where ``done [B]``; observe the restarted environments."""
         jax, jnp = self._jax, self._jnp
         fresh_fields = self.task.apply_params(self._nominal(), state.next_params, jnp)
@@ -229,7 +229,7 @@ class MjxBackend:
         p, q = self._observe(state, key)
         return state, pick(p, proprio), pick(q, privileged)
 
-    def _step_fn(self, state: EnvState, action: Any) -> tuple[EnvState, dict[str, Any]]:
+    def _step_fn(self, state: DeviceState, action: Any) -> tuple[DeviceState, dict[str, Any]]:
         """One control step of the batch with auto-reset (the task's logic: robodistill/sim/control_step.py)."""
         jax, jnp, task = self._jax, self._jnp, self.task
         offset = jnp.asarray(self.action_offset, dtype=jnp.float32)
@@ -266,7 +266,7 @@ class MjxBackend:
 
     def sim_arrays(self) -> SimArrays:
         """Batched device arrays of the current state (jax, float32)."""
-        d = self.state.data
+        d = self.device_state.data
         return SimArrays(d.qpos, d.qvel, d.sensordata)
 
     # ---- the batched environment protocol ----------------------------------------------------------
@@ -283,7 +283,7 @@ class MjxBackend:
         key = self._to_device(self._jax.random.key(self._noise_seed))
         self._noise_seed += 1
         t0 = time.perf_counter()
-        self.state, proprio, privileged = self._init(*self._put(current), *self._put(self._next), key)
+        self.device_state, proprio, privileged = self._init(*self._put(current), *self._put(self._next), key)
         if "reset" not in self.compile_seconds:
             proprio.block_until_ready()
             self.compile_seconds["reset"] = time.perf_counter() - t0
@@ -309,10 +309,10 @@ class MjxBackend:
 
     def step(self, action: Any) -> dict[str, Any]:
         """Advance one control step (``decimation`` physics steps) with auto-reset of finished episodes."""
-        if self.state is None:
+        if self.device_state is None:
             raise RuntimeError("MjxBackend.step() called before reset()")
         t0 = time.perf_counter()
-        self.state, out = self._step(self.state, self._to_device(action))
+        self.device_state, out = self._step(self.device_state, self._to_device(action))
         done = np.asarray(out["done"])  # the one per-step sync: which environments restarted
         if "step" not in self.compile_seconds:
             self.compile_seconds["step"] = time.perf_counter() - t0
@@ -347,10 +347,10 @@ class MjxBackend:
         """``(proprio, privileged)`` of the current state (sensor noise drawn anew)."""
         if self._observe_now is None:
             self._observe_now = self._jax.jit(self._observe_fn)
-        self.state, proprio, privileged = self._observe_now(self.state)
+        self.device_state, proprio, privileged = self._observe_now(self.device_state)
         return proprio, privileged
 
-    def _observe_fn(self, state: EnvState) -> tuple[EnvState, Any, Any]:
+    def _observe_fn(self, state: DeviceState) -> tuple[DeviceState, Any, Any]:
         key, sub = self._jax.random.split(state.key)
         proprio, privileged = self._observe(state, sub)
         return state._replace(key=key), proprio, privileged
@@ -358,13 +358,13 @@ class MjxBackend:
     def env_model(self, env_id: int, into: mujoco.MjModel | None = None) -> mujoco.MjModel:
         """Environment ``env_id``'s model with its episode's randomized fields (a host copy, or ``into``)."""
         model = copy.deepcopy(self.model) if into is None else into
-        for f, values in self.state.fields.items():
+        for f, values in self.device_state.fields.items():
             getattr(model, f)[...] = np.asarray(values[env_id])
         return model
 
     def env_physics_state(self, env_id: int) -> np.ndarray:
         """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector, from the device's float32 state."""
-        d, data = self.state.data, mujoco.MjData(self.model)
+        d, data = self.device_state.data, mujoco.MjData(self.model)
         data.time = float(d.time[env_id])
         data.qpos[:], data.qvel[:] = np.asarray(d.qpos[env_id]), np.asarray(d.qvel[env_id])
         if self.model.na:
@@ -375,14 +375,14 @@ class MjxBackend:
 
     def push(self, kick: np.ndarray) -> None:
         """Add ``kick [B, nv]`` to every environment's velocity (it acts from the next control step)."""
-        data = self.state.data
+        data = self.device_state.data
         kick = self._to_device(np.asarray(kick, dtype=np.float32))
-        self.state = self.state._replace(data=data.replace(qvel=data.qvel + kick))
+        self.device_state = self.device_state._replace(data=data.replace(qvel=data.qvel + kick))
 
     def snapshot(self) -> dict[str, Any]:
         """The device state (every leaf, as host tensors), the host mirrors and every random stream."""
         jax = self._jax
-        state = self.state._replace(key=jax.random.key_data(self.state.key))
+        state = self.device_state._replace(key=jax.random.key_data(self.device_state.key))
         leaves = [_to_tensor(np.array(leaf)) for leaf in jax.tree_util.tree_leaves(state)]
         nxt = self._next
         return {"backend": self.name, "num_envs": self.num_envs, "leaves": leaves,
@@ -400,15 +400,15 @@ class MjxBackend:
         if snap.get("backend") != self.name or snap.get("num_envs") != self.num_envs:
             raise ValueError(f"the snapshot is of {snap.get('backend')!r} with {snap.get('num_envs')} environments, "
                              f"not {self.name!r} with {self.num_envs}")
-        if self.state is None:
+        if self.device_state is None:
             self.reset()  # a template of the device state's structure
-        template = self.state._replace(key=jax.random.key_data(self.state.key))
+        template = self.device_state._replace(key=jax.random.key_data(self.device_state.key))
         leaves, treedef = jax.tree_util.tree_flatten(template)
         if len(leaves) != len(snap["leaves"]):
             raise ValueError("the snapshot's device state does not fit this task")
         values = [self._to_device(_from_tensor(t, np.asarray(leaf).dtype)) for t, leaf in zip(snap["leaves"], leaves)]
         state = jax.tree_util.tree_unflatten(treedef, values)
-        self.state = state._replace(key=jax.random.wrap_key_data(state.key))
+        self.device_state = state._replace(key=jax.random.wrap_key_data(state.key))
         for p, v in snap["params"].items():
             self.params[p][:] = v.numpy()
         self.command[:] = snap["command"].numpy()
@@ -432,12 +432,12 @@ class MjxBackend:
         # the whole buffer goes over ([B, P + nq + nv + C] floats, well under a MB for thousands of envs):
         # fixed shapes mean nothing ever recompiles, whichever environments finished
         params, qpos, qvel, command = self._put(nxt)
-        self.state = self.state._replace(next_params=params, next_qpos=qpos, next_qvel=qvel,
+        self.device_state = self.device_state._replace(next_params=params, next_qpos=qpos, next_qvel=qvel,
                                          next_command=command)
 
     def close(self) -> None:
         """Drop the device state."""
-        self.state = None
+        self.device_state = None
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -59,7 +59,7 @@ class MujocoBackend:
         self._batch = mujoco.batch.Batch(self.model, num_envs, nthread=self.num_threads)
         # live per-environment arrays: model fields the episodes randomize [B, ...] and the state rows
         self._fields = {f: self._batch.expand(f) for f in task.model_fields}
-        self.state = self._batch.state  # [B, nstate] mjSTATE_INTEGRATION rows
+        self.physics_state = self._batch.state  # [B, nstate] mjSTATE_INTEGRATION rows
         self.time, self.qpos, self.qvel, self.ctrl = (self._batch.bind(f) for f in ("time", "qpos", "qvel", "ctrl"))
         self._readings = self._batch.bind("sensordata")  # refreshed by every call on a simulation
         self.sensordata = np.zeros((num_envs, self.model.nsensordata))  # what the task observes (snapshotted)
@@ -150,7 +150,8 @@ class MujocoBackend:
         """Everything that decides this batch's future (physics state, episode bookkeeping, every random stream),
         as tensors and plain data: a checkpoint that :meth:`restore` continues bit for bit."""
         tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731 - a copy, detached from the live arrays
-        return {"backend": self.name, "state": tensor(self.state), "sensordata": tensor(self.sensordata),
+        return {"backend": self.name, "physics_state": tensor(self.physics_state),
+                "sensordata": tensor(self.sensordata),
                 "prev_action": tensor(self.prev_action), "steps": tensor(self.steps), "command": tensor(self.command),
                 "params": {p: tensor(v) for p, v in self.params.items()},
                 "fields": {f: tensor(v) for f, v in self._fields.items()},
@@ -159,11 +160,11 @@ class MujocoBackend:
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Continue from :meth:`snapshot` (of a batch of the same task and size); a mismatch is a ValueError."""
-        shape = tuple(snap["state"].shape) if "state" in snap else None
-        if snap.get("backend") != self.name or shape != self.state.shape:
-            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with state {shape}, not {self.name!r} "
-                             f"with {self.state.shape}")
-        for name in ("state", "sensordata", "prev_action", "steps", "command"):
+        shape = tuple(snap["physics_state"].shape) if "physics_state" in snap else None
+        if snap.get("backend") != self.name or shape != self.physics_state.shape:
+            raise ValueError(f"the snapshot is of {snap.get('backend')!r} with physics state {shape}, not "
+                             f"{self.name!r} with {self.physics_state.shape}")
+        for name in ("physics_state", "sensordata", "prev_action", "steps", "command"):
             getattr(self, name)[...] = snap[name].numpy()
         for p, v in snap["params"].items():
             self.params[p][...] = v.numpy()
@@ -186,7 +187,7 @@ class MujocoBackend:
         time_before = self.time.copy()
         failed = self._physics(control.ctrl)
         # MuJoCo resets a diverged simulation itself (its time goes back to 0); NaN state and errors count too
-        fault = ~np.isfinite(self.state).all(axis=1) | (self.time <= time_before)
+        fault = ~np.isfinite(self.physics_state).all(axis=1) | (self.time <= time_before)
         fault[failed] = True
         sim = self.sim_arrays()
         outcome = after_physics(self.task, sim, control.action, self.prev_action, self.command, self.params,

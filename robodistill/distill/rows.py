@@ -1,12 +1,12 @@
 """How one iteration's rollout is stored in the aggregation buffer, and how minibatches come back out of it.
 
-The rollout holds ``T`` steps of ``B`` environments. Every minibatch the updates see has the same form whatever
-the layout: ``obs [N, L, Dp]`` with the student's state before the first step ``state0 [N, *state]``, episode
+The rollout holds ``T`` steps of ``B`` environments. Every minibatch the updates see has the same form whichever
+rows the student's kind uses: ``obs [N, L, Dp]`` with the student's state before the first step ``state0 [N, *state]``, episode
 ``starts [N, L]`` and the teacher's labels ``[N, L, ...]``.
 
-- :class:`SequenceLayout` (recurrent students, ``L = bptt_length``): a buffer row is ``L`` consecutive steps with
+- :class:`SequenceRows` (recurrent students, ``L = bptt_length``): a buffer row is ``L`` consecutive steps with
   the hidden state at the first; a minibatch is whole rows.
-- :class:`WindowLayout` (windowed students, ``L = 1``): their state is the window of the last ``H`` observations,
+- :class:`WindowRows` (windowed students, ``L = 1``): their state is the window of the last ``H`` observations,
   which the observations themselves already hold. A row is one environment's whole rollout: the window before it
   and its ``T`` observations, ``[H + T, Dp]``. Each sampled step's window is cut back out of its row, so a step
   costs ``Dp`` floats instead of ``H * Dp`` (quadruped: 10x less memory and checkpoint).
@@ -21,7 +21,7 @@ from robodistill.distill.buffer import AggregationBuffer
 LABELS = ("teacher_mean", "teacher_std", "teacher_value")
 
 
-class SequenceLayout:
+class SequenceRows:
     """Rows of ``length`` consecutive steps, the student's state stored at the first (truncated BPTT)."""
 
     def __init__(self, length: int) -> None:
@@ -45,7 +45,7 @@ class SequenceLayout:
         return buffer.sample(max(1, batch_size // self.length))
 
 
-class WindowLayout:
+class WindowRows:
     """Rows of one environment's rollout, ``ext = [window before it; its T observations]``; windows cut at sampling."""
 
     def __init__(self, history: int, steps: int) -> None:
