@@ -1,0 +1,1 @@
+"""Robodistill environments for other training libraries (each module needs its library: an optional extra)."""

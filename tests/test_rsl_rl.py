@@ -1,0 +1,53 @@
+"""robodistill environments under rsl_rl: the VecEnv contract, and rsl_rl's own PPO runner training on one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import robodistill as rd
+from robodistill.tasks.pendulum import Pendulum
+
+pytest.importorskip("rsl_rl", reason="rsl-rl-lib is not installed (the rsl_rl extra)")
+
+from robodistill.integrations.rsl_rl import RslRlVecEnv  # noqa: E402
+
+
+def test_the_vec_env_contract_auto_reset_and_time_outs():
+    env = RslRlVecEnv(rd.make_env(Pendulum(episode_length=4), 3, seed=0))
+    obs = env.get_observations()
+    assert set(obs.keys()) == {"proprio", "privileged"} and obs["proprio"].shape == (3, 3)
+    assert (env.num_envs, env.num_actions, env.max_episode_length) == (3, 1, 4)
+    for t in range(1, 5):
+        obs, rewards, dones, extras = env.step(torch.zeros(3, 1))
+        assert rewards.shape == (3,) and dones.shape == (3,) and set(extras["log"]) == {
+            "/reward/angle", "/reward/velocity", "/reward/torque"}
+        if t < 4:
+            assert not dones.any() and env.episode_length_buf.tolist() == [t] * 3
+    assert dones.all() and extras["time_outs"].all()  # the time limit: rsl_rl bootstraps through it
+    assert env.episode_length_buf.tolist() == [0, 0, 0] and torch.equal(env.get_observations()["proprio"],
+                                                                        obs["proprio"])
+    env.close()
+
+
+def test_rsl_rl_ppo_trains_on_the_adapter(tmp_path):
+    from rsl_rl.runners import OnPolicyRunner
+
+    env = RslRlVecEnv(rd.make_env("pendulum", 16, seed=0))
+    mlp = {"class_name": "rsl_rl.models.MLPModel", "hidden_dims": [32, 32], "activation": "elu"}
+    cfg = {
+        "num_steps_per_env": 32, "save_interval": 1000, "obs_groups": {"actor": ["proprio"], "critic": ["privileged"]},
+        "algorithm": {"class_name": "rsl_rl.algorithms.PPO", "num_learning_epochs": 2, "num_mini_batches": 2},
+        "actor": {**mlp, "distribution_cfg": {"class_name": "rsl_rl.modules.GaussianDistribution",
+                                              "init_std": 0.5}},
+        "critic": mlp, "multi_gpu": None, "logger": "tensorboard",
+    }
+    runner = OnPolicyRunner(env, cfg, log_dir=str(tmp_path), device="cpu")
+    before = [p.detach().clone() for p in runner.alg.actor.parameters()]
+    runner.learn(num_learning_iterations=2)
+    after = list(runner.alg.actor.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))  # PPO updated the actor
+    assert all(torch.isfinite(p).all() for p in after)
+    assert np.isfinite(float(env.get_observations()["privileged"].sum()))
+    env.close()
