@@ -32,6 +32,8 @@ VARIANTS: dict[str, list[str]] = {
     "loss_forward_kl": ["distill.loss=forward_kl"],
     "loss_reverse_kl": ["distill.loss=reverse_kl"],
     "on_policy_buffer": ["distill.buffer_mode=on_policy"],
+    "rsl_rl": [],  # rsl_rl's Distillation, its student exploring at the student's own initial std (exp(-1))
+    "rsl_rl_std1": [],  # the same at rsl_rl's default exploration, std 1.0
 }
 DEFAULT_VARIANTS = ["dagger", "bc", "memoryless", "ppo_proprio"]
 
@@ -121,6 +123,15 @@ def run_variant(name: str, cfg: Any, teacher: Any, out_dir: Path, seed: int) -> 
     t0 = time.time()
     if name == "ppo_proprio":
         info = _ppo_proprio(cfg, teacher, out_dir, metrics)
+    elif name.startswith("rsl_rl"):
+        import math
+
+        from robodistill.integrations.rsl_rl import distill_with_rsl_rl
+
+        teacher_file = out_dir / "teacher.pt"
+        teacher.save(teacher_file)
+        init_std = 1.0 if name == "rsl_rl_std1" else math.exp(cfg.student.init_log_std)
+        info = distill_with_rsl_rl(cfg, str(teacher_file), str(out_dir), metrics, init_std)
     else:
         info = distill(cfg, teacher, out_dir, metrics)
     metrics.close()

@@ -51,3 +51,35 @@ def test_rsl_rl_ppo_trains_on_the_adapter(tmp_path):
     assert all(torch.isfinite(p).all() for p in after)
     assert np.isfinite(float(env.get_observations()["privileged"].sum()))
     env.close()
+
+
+def test_the_frozen_teacher_model_gives_robodistills_labels(tiny_teacher, tmp_path):
+    from robodistill.integrations.rsl_rl import FrozenTeacherModel
+
+    tiny_teacher.save(tmp_path / "teacher.pt")
+    env = RslRlVecEnv(rd.make_env("pendulum", 8, seed=0), history=4)
+    obs = env.get_observations()
+    assert obs["proprio_history"].shape == (8, 12)
+    torch.testing.assert_close(obs["proprio_history"][:, -3:], obs["proprio"], rtol=0, atol=0)  # newest last
+    assert (obs["proprio_history"][:, :9] == 0).all()  # nothing before the episode's start
+    model = FrozenTeacherModel(obs, {"teacher": ["privileged"]}, "teacher", 1, str(tmp_path / "teacher.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(obs), tiny_teacher.act(obs["privileged"]), rtol=0, atol=0)
+    env.close()
+
+
+def test_compare_runs_rsl_rls_distillation_on_the_same_budget(tiny_teacher, tmp_path, capsys):
+    import json
+
+    from conftest import PENDULUM, TINY
+
+    from robodistill.cli import main
+
+    tiny_teacher.save(tmp_path / "teacher.pt")
+    run = tmp_path / "compare"
+    assert main(["compare", str(PENDULUM), "--teacher", str(tmp_path / "teacher.pt"), "--seeds", "1",
+                 "--variants", "dagger,rsl_rl", "--run-dir", str(run), *[a for s in TINY for a in ("--set", s)]]) == 0
+    capsys.readouterr()
+    out = json.loads((run / "compare.json").read_text())["variants"]
+    assert out["rsl_rl"]["env_steps"] == out["dagger"]["env_steps"] == 2 * 16 * 20  # the same budget
+    assert np.isfinite(out["rsl_rl"]["score_mean"]) and len(out["rsl_rl"]["curves"][0]) == 2  # scored per iteration
