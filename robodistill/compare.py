@@ -34,6 +34,10 @@ VARIANTS: dict[str, list[str]] = {
     "on_policy_buffer": ["distill.buffer_mode=on_policy"],
     "rsl_rl": [],  # rsl_rl's Distillation, its student exploring at the student's own initial std (exp(-1))
     "rsl_rl_std1": [],  # the same at rsl_rl's default exploration, std 1.0
+    # the fairness cross-check: robodistill's runner configured as rsl_rl's algorithm (no teacher actions, on-policy
+    # buffer, the same exploration noise, as many optimizer steps per iteration on as many samples; see rsl_rl_like)
+    "dagger_as_rsl_rl": ["distill.beta.schedule=constant", "distill.beta.start=0.0", "distill.buffer_mode=on_policy",
+                         "distill.exploration=fixed"],
 }
 DEFAULT_VARIANTS = ["dagger", "bc", "memoryless", "ppo_proprio"]
 
@@ -118,6 +122,8 @@ def run_variant(name: str, cfg: Any, teacher: Any, out_dir: Path, seed: int) -> 
     from robodistill.runs import MetricsLog, read_metrics
 
     cfg = cfg.replace(seed=seed)
+    if name == "dagger_as_rsl_rl":
+        cfg = rsl_rl_like(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = MetricsLog(out_dir, tensorboard=False)
     t0 = time.time()
@@ -139,6 +145,19 @@ def run_variant(name: str, cfg: Any, teacher: Any, out_dir: Path, seed: int) -> 
     reached = next((steps for steps, score in curve if score is not None and score >= 0.95), None)
     return {"score": info["score"], "labels": info.get("labels", 0), "env_steps": info["distill_env_steps"],
             "wall_seconds": time.time() - t0, "steps_to_0.95": reached, "curve": curve}
+
+
+def rsl_rl_like(cfg: Any) -> Any:
+    """``cfg`` with rsl_rl's update schedule: one optimizer step per ``gradient_length`` steps of the rollout, each on
+    ``gradient_length * num_envs`` samples, exploring at the student's initial std (the ``rsl_rl`` variant's)."""
+    import dataclasses
+    import math
+
+    dc = cfg.distill
+    length = max(d for d in range(1, 16) if dc.steps_per_iteration % d == 0)  # as distill_with_rsl_rl picks it
+    return cfg.replace(distill=dataclasses.replace(
+        dc, updates_per_iteration=dc.steps_per_iteration // length, batch_size=length * dc.num_envs,
+        exploration_std=math.exp(cfg.student.init_log_std)))
 
 
 def _ppo_proprio(cfg: Any, teacher: Any, out_dir: Path, metrics: Any) -> dict[str, Any]:

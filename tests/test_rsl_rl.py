@@ -78,8 +78,20 @@ def test_compare_runs_rsl_rls_distillation_on_the_same_budget(tiny_teacher, tmp_
     tiny_teacher.save(tmp_path / "teacher.pt")
     run = tmp_path / "compare"
     assert main(["compare", str(PENDULUM), "--teacher", str(tmp_path / "teacher.pt"), "--seeds", "1",
-                 "--variants", "dagger,rsl_rl", "--run-dir", str(run), *[a for s in TINY for a in ("--set", s)]]) == 0
+                 "--variants", "dagger,rsl_rl,dagger_as_rsl_rl", "--run-dir", str(run),
+                 *[a for s in TINY for a in ("--set", s)]]) == 0
     capsys.readouterr()
     out = json.loads((run / "compare.json").read_text())["variants"]
     assert out["rsl_rl"]["env_steps"] == out["dagger"]["env_steps"] == 2 * 16 * 20  # the same budget
+    assert out["dagger_as_rsl_rl"]["env_steps"] == 2 * 16 * 20
     assert np.isfinite(out["rsl_rl"]["score_mean"]) and len(out["rsl_rl"]["curves"][0]) == 2  # scored per iteration
+
+
+def test_the_runner_configured_as_rsl_rl_takes_its_update_schedule(tiny_cfg):
+    from robodistill.compare import rsl_rl_like
+
+    cfg = rsl_rl_like(tiny_cfg.replace(distill=tiny_cfg.distill.__class__(**{
+        **tiny_cfg.distill.__dict__, "steps_per_iteration": 100, "num_envs": 64})))
+    # gradient_length 10 (the largest divisor of 100 up to rsl_rl's 15): 10 optimizer steps on 10 x 64 samples
+    assert (cfg.distill.updates_per_iteration, cfg.distill.batch_size) == (10, 640)
+    assert cfg.distill.exploration_std == pytest.approx(np.exp(tiny_cfg.student.init_log_std))
