@@ -80,7 +80,8 @@ def test_compare_runs_rsl_rls_distillation_on_the_same_budget(tiny_teacher, tmp_
     assert main(["compare", str(PENDULUM), "--teacher", str(tmp_path / "teacher.pt"), "--seeds", "1",
                  "--variants", "dagger,rsl_rl,dagger_as_rsl_rl", "--run-dir", str(run),
                  *[a for s in TINY for a in ("--set", s)]]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert "| rsl_rl |" in printed and "Student Model" not in printed  # rsl_rl's own prints stay off stdout
     out = json.loads((run / "compare.json").read_text())["variants"]
     assert out["rsl_rl"]["env_steps"] == out["dagger"]["env_steps"] == 2 * 16 * 20  # the same budget
     assert out["dagger_as_rsl_rl"]["env_steps"] == 2 * 16 * 20

@@ -11,6 +11,10 @@ never asked to ``reset()``. ``extras["log"]`` carries the reward terms' mean sha
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,6 +30,8 @@ except ImportError as exc:  # a one-line error that says what to install
 
 if TYPE_CHECKING:
     from robodistill.env import BatchedEnv
+
+log = logging.getLogger(__name__)
 
 GROUPS = ("proprio", "privileged")
 
@@ -173,12 +179,14 @@ def distill_with_rsl_rl(cfg: Any, teacher_path: str, out_dir: str, metrics: Any,
                     "teacher_path": str(teacher_path)},
     }
     torch.manual_seed(cfg.seed)
-    runner = DistillationRunner(env, train_cfg, log_dir=None, device=str(env.device))
+    with _quiet():  # rsl_rl prints its models and every iteration's figures to stdout
+        runner = DistillationRunner(env, train_cfg, log_dir=None, device=str(env.device))
     runner.alg.teacher_loaded = True  # the teacher model loaded robodistill's teacher file when it was built
     score, result, env_steps = float("nan"), None, 0
     with PairedEvaluator(cfg, Teacher.load(teacher_path)) as evaluator:
         for iteration in range(1, dc.iterations + 1):
-            runner.learn(num_learning_iterations=1)
+            with _quiet():
+                runner.learn(num_learning_iterations=1)
             env_steps += steps * dc.num_envs
             if iteration % dc.eval_every == 0 or iteration == dc.iterations:
                 student = runner.alg.get_policy().eval()
@@ -191,3 +199,13 @@ def distill_with_rsl_rl(cfg: Any, teacher_path: str, out_dir: str, metrics: Any,
     return {"score": score, "student_return": result.mean if result is not None else float("nan"),
             "distill_env_steps": env_steps, "labels": env_steps, "rsl_rl_gradient_length": gradient_length,
             "rsl_rl_init_std": init_std}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """rsl_rl's prints go to the debug log, not to the command's stdout (which carries its result)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    if buffer.getvalue().strip():
+        log.debug("rsl_rl: %s", buffer.getvalue().strip())
