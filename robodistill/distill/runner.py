@@ -22,7 +22,7 @@ from robodistill.env import env_from_config
 from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
 from robodistill.precision import update_dtype
-from robodistill.runs import MetricsLog, atomic_torch_save, truncate_metrics
+from robodistill.runs import MetricsLog, atomic_torch_save, load_plain, truncate_metrics
 from robodistill.student import StudentSpec, build_student, student_spec
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ class DaggerRunner:
 
     def rollout_snapshot(self) -> dict[str, Any] | None:
         """The environments mid-episode and the student's state in each, for a checkpoint (None before
-        :meth:`start`, or on a backend that cannot snapshot): a resume continues exactly where this left off."""
-        if self.obs is None or not hasattr(self.env.backend, "snapshot"):
+        :meth:`start`): a resume continues exactly where this left off."""
+        if self.obs is None:
             return None
         return {"env": self.env.backend.snapshot(), "obs": {k: v.cpu() for k, v in self.obs.items()},
                 "policy_state": self.state.cpu(), "starts": self.starts.cpu()}
@@ -223,8 +223,6 @@ class DaggerRunner:
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint; a corrupted one, or one whose shapes do not fit the config, is refused."""
-        from robodistill.runs import load_plain
-
         try:
             ckpt = load_plain(path, "checkpoint")  # tensors and plain data only: a checkpoint cannot run code
             if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
