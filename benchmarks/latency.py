@@ -48,13 +48,13 @@ def measure(task: str, encoder: str, calls: int) -> list[dict[str, Any]]:
 
     from export.controller import OnnxController
 
-    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml")
+    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"student.encoder={encoder}"])
     env = rd.make_env(task, 1, seed=0)
     try:
         spec = student_spec(cfg, env.obs_dims["proprio"], env.action_dim, env.backend.action_offset,
                             env.backend.action_scale, task)
         torch.manual_seed(0)
-        student = build_student(encoder, spec).eval()
+        student = build_student(spec).eval()
         meta = policy_metadata(cfg, env, student)
     finally:
         env.close()

@@ -147,6 +147,12 @@ def run_variant(name: str, cfg: Any, teacher: Any, out_dir: Path, seed: int) -> 
             "wall_seconds": time.time() - t0, "steps_to_0.95": reached, "curve": curve}
 
 
+def rsl_rl_gradient_length(steps_per_iteration: int) -> int:
+    """rsl_rl's ``gradient_length`` for a rollout: its 15, or the largest divisor of the rollout below it (rsl_rl
+    never backpropagates the steps left over)."""
+    return max(d for d in range(1, 16) if steps_per_iteration % d == 0)
+
+
 def rsl_rl_like(cfg: Any) -> Any:
     """``cfg`` with rsl_rl's update schedule: one optimizer step per ``gradient_length`` steps of the rollout, each on
     ``gradient_length * num_envs`` samples, exploring at the student's initial std (the ``rsl_rl`` variant's)."""
@@ -154,7 +160,7 @@ def rsl_rl_like(cfg: Any) -> Any:
     import math
 
     dc = cfg.distill
-    length = max(d for d in range(1, 16) if dc.steps_per_iteration % d == 0)  # as distill_with_rsl_rl picks it
+    length = rsl_rl_gradient_length(dc.steps_per_iteration)
     return cfg.replace(distill=dataclasses.replace(
         dc, updates_per_iteration=dc.steps_per_iteration // length, batch_size=length * dc.num_envs,
         exploration_std=math.exp(cfg.student.init_log_std)))

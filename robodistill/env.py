@@ -46,6 +46,9 @@ class BatchedEnv:
         self.dt: float = backend.dt
         self.episode_length: int = self.task.episode_length
         self.device: torch.device = backend.torch_device  # observations, rewards and dones live here
+        # whether ``step``'s info carries the reward terms (a conversion per term and step: for the learners that
+        # log them, the SB3 and rsl_rl adapters, not the DAgger loop or evaluation)
+        self.report_reward_terms = False
 
     @property
     def physics_faults(self) -> int:
@@ -88,13 +91,16 @@ class BatchedEnv:
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Apply ``action [B, A]`` in [-1, 1]; finished episodes restart at once (``info["final_obs"]``).
 
-        ``info["reward_terms"]``: each named reward term's share of this step's reward, ``{name: [B]}``."""
+        With ``report_reward_terms``, ``info["reward_terms"]`` holds each named reward term's share of this step's
+        reward, ``{name: [B]}`` (zero where the physics faulted)."""
         if action.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {tuple(action.shape)}")
         out = self.backend.step(self.backend.action_from_torch(action))
         obs = {"proprio": _to_torch(out["proprio"]), "privileged": _to_torch(out["privileged"])}
-        info: dict[str, Any] = {"final_obs": None, "faults": _to_bool(out["fault"]),
-                                "reward_terms": {k: _to_torch(v).float() for k, v in out["reward_terms"].items()}}
+        info: dict[str, Any] = {"final_obs": None, "faults": _to_bool(out["fault"])}
+        if self.report_reward_terms:
+            info["reward_terms"] = {k: _to_torch(v).float().masked_fill(info["faults"], 0.0)
+                                    for k, v in out["reward_terms"].items()}
         if out["final"] is not None:
             final = out["final"]
             info["final_obs"] = {"proprio": _to_torch(final["proprio"]),

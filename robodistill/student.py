@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -87,12 +87,6 @@ class StudentSpec:
             return cls(encoder=encoder, options=options, **base)
         except (UsageError, TypeError) as exc:
             raise ValueError(str(exc)) from None
-
-    def with_encoder(self, encoder: str) -> "StudentSpec":
-        """This spec with another encoder: options of the same name carry over, the others take defaults."""
-        names = {f.name for f in dataclasses.fields(encoder_class(encoder).Options)}
-        kept = {k: v for k, v in dataclasses.asdict(self.options).items() if k in names}
-        return dataclasses.replace(self, encoder=encoder, options=kept)
 
     def mismatch(self, other: "StudentSpec") -> tuple[str, Any, Any] | None:
         """The first part of the architecture (encoder, sizes, activation, options) where ``other`` differs:
@@ -380,12 +374,8 @@ class Student(nn.Module):
                            **extra}, Path(path))
 
 
-def build_student(spec: Union[StudentSpec, str], older: Union[StudentSpec, Mapping[str, Any], None] = None) -> Student:
-    """A fresh student from its spec; the older call ``build_student(encoder, spec)`` gives ``spec`` that encoder
-    (a flat dict's options for it, or a spec's options of the same name)."""
-    if isinstance(spec, str):
-        spec = (older.with_encoder(spec) if isinstance(older, StudentSpec)
-                else StudentSpec.from_dict({**older, "encoder": spec}))
+def build_student(spec: StudentSpec) -> Student:
+    """A fresh student from its spec."""
     return Student(spec)
 
 

@@ -44,6 +44,7 @@ class SB3VecEnv(VecEnv):
 
     def __init__(self, env: "BatchedEnv", group: str = "privileged") -> None:
         self.env, self.group = env, group
+        env.report_reward_terms = True  # their per-episode sums are logged
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(env.obs_dims[group],), dtype=np.float32)
         act_space = gym.spaces.Box(-1.0, 1.0, shape=(env.action_dim,), dtype=np.float32)
         super().__init__(env.num_envs, obs_space, act_space)
@@ -77,10 +78,11 @@ class SB3VecEnv(VecEnv):
 
     def _add_reward_terms(self, terms: dict[str, torch.Tensor], dones: np.ndarray) -> None:
         """Add this step's reward terms ``{name: [B]}`` to each episode's sums; keep the finished episodes'."""
+        finished = dones.any()
         for name, value in terms.items():
             sums = self._term_sums.setdefault(name, np.zeros(self.num_envs))
             sums += value.cpu().numpy()
-            if dones.any():
+            if finished:
                 self.finished_terms.setdefault(name, []).extend(sums[dones].tolist())
                 sums[dones] = 0.0
 
@@ -260,16 +262,13 @@ class _ProgressCallback(BaseCallback):
         self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc=self.stage, unit="step",
                         dynamic_ncols=True, leave=False, disable=None)
 
-    def _mean_return(self) -> float:
-        return _mean_episode_return(self.model)
-
     def _on_step(self) -> bool:
         n = self.num_timesteps
         if self.bar is not None:
             self.bar.update(n - self.bar.n)
         if n - self._last_log >= max(self.total // 50, 1):
             self._last_log = n
-            ret = self._mean_return()
+            ret = _mean_episode_return(self.model)
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
             terms = self.adapter.pop_reward_terms() if self.adapter is not None else {}

@@ -59,8 +59,9 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
         sim = backend.sim_arrays()
         record: dict[str, np.ndarray] = {"qpos": sim.qpos.copy(), "qvel": sim.qvel.copy(),
                                          "command": backend.command.copy()}
-        for field in env.task.model_fields:  # the model each episode ran on (nominal parameters)
-            record[f"model.{field}"] = np.stack([getattr(backend.env_model(i), field) for i in range(episodes)])
+        models = [backend.env_model(i) for i in range(episodes)]  # the model each episode ran on (nominal)
+        for field in env.task.model_fields:
+            record[f"model.{field}"] = np.stack([getattr(m, field) for m in models])
         result = play(env, StudentPolicy(student), obs, horizon=HORIZON)
     finally:
         env.close()
@@ -156,9 +157,9 @@ def verify_sim2sim(cfg: "Config", student: "Student", onnx_path: Path, mjcf: Pat
                     "episodes.npz", HORIZON, early.max(), HORIZON_RTOL)
     elif gap > TOLERANCE:
         log.info("sim2sim: whole-episode mean return differs from the torch student's by %.2f%% (> %.0f%%), "
-                    "though the first %d steps agree to %.1e: trajectories part later (contacts amplify float32 "
-                    "rounding); evaluate more episodes before trusting the gap", 100 * gap, 100 * TOLERANCE,
-                    HORIZON, early.max())
+                 "though the first %d steps agree to %.1e: trajectories part later (contacts amplify float32 "
+                 "rounding); evaluate more episodes before trusting the gap", 100 * gap, 100 * TOLERANCE,
+                 HORIZON, early.max())
     return info
 
 

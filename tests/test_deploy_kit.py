@@ -44,7 +44,7 @@ def exported(tiny_cfg, tmp_path_factory):
                         env.backend.action_scale, "pendulum")
     env.close()
     torch.manual_seed(0)
-    student = build_student("mlp", spec)
+    student = build_student(spec)
     student.normalizer.update(torch.randn(100, 3) * 2 + 1)
     with torch.no_grad():
         student.mean_head.weight.mul_(ACTION_GAIN)
@@ -277,7 +277,7 @@ def _untrained_student(cfg):
                         env.backend.action_scale, cfg.task.name)
     env.close()
     torch.manual_seed(0)
-    return build_student(cfg.student.encoder, spec).eval()
+    return build_student(spec).eval()
 
 
 def test_reward_table_scores_with_the_policys_reward_scales():

@@ -19,7 +19,7 @@ def _student(cfg):
     env = rd.make_env("pendulum", 1, seed=0)
     spec = student_spec(cfg, env.obs_dims["proprio"], env.action_dim, env.backend.action_offset,
                         env.backend.action_scale, "pendulum")
-    student = build_student("mlp", spec)
+    student = build_student(spec)
     student.normalizer.update(torch.randn(100, 3) * 2 + 1)  # non-trivial normalization inside the graph
     return student.eval()
 

@@ -211,7 +211,7 @@ def test_student_files_of_the_older_flat_format_still_load(tmp_path):
         if encoder is None:
             for key in ("tcn_channels", "rnn_hidden", "rnn_layers"):
                 del old[key]
-        weights = build_student(encoder or "mlp", SPEC).state_dict()  # the older call still builds
+        weights = build_student(StudentSpec.from_dict({**SPEC, "encoder": encoder or "mlp"})).state_dict()
         torch.save({"format": STUDENT_FORMAT, "spec": old, "state_dict": weights}, tmp_path / "old.pt")
         student = load_student(tmp_path / "old.pt")
         assert student.spec.encoder == (encoder or "mlp")

@@ -100,11 +100,9 @@ class DaggerRunner:
         self.state = self.student.initial_state(self.env.num_envs)
         self.starts = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.device)
 
-    def rollout_snapshot(self) -> dict[str, Any] | None:
-        """The environments mid-episode and the student's state in each, for a checkpoint (None before
-        :meth:`start`): a resume continues exactly where this left off."""
-        if self.obs is None:
-            return None
+    def rollout_snapshot(self) -> dict[str, Any]:
+        """The environments mid-episode (every random stream included) and the student's state in each, for a
+        checkpoint after :meth:`start`: a resume continues exactly where this left off."""
         return {"env": self.env.backend.snapshot(), "obs": {k: v.cpu() for k, v in self.obs.items()},
                 "policy_state": self.state.cpu(), "starts": self.starts.cpu()}
 
@@ -216,8 +214,7 @@ class DaggerRunner:
                                "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
                                "labels": self.labels, "torch_rng": torch.get_rng_state(),
-                               "gen": self.gen.get_state(), "episodes": self.env.backend.sampler.state(),
-                               "rollout": self.rollout_snapshot()},
+                               "gen": self.gen.get_state(), "rollout": self.rollout_snapshot()},
                               student_dir / CHECKPOINT_FILE)
         self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
 
@@ -251,10 +248,10 @@ class DaggerRunner:
         torch.set_rng_state(ckpt["torch_rng"])
         if self.rank == 0:  # the checkpoint holds rank 0's streams; other ranks go on from their own seeds
             self.gen.set_state(ckpt["gen"])
-            self.env.backend.sampler.set_state(ckpt["episodes"])
-            if ckpt.get("rollout") is not None:
+            if "rollout" in ckpt:
                 self.restore_rollout(ckpt["rollout"])
-            else:
+            else:  # an older checkpoint: its episode streams only
+                self.env.backend.sampler.set_state(ckpt["episodes"])
                 log.info("checkpoint %s holds no environment snapshot: environments start new episodes", path)
         if self.rank == 0:  # iterations after the checkpoint are redone: each is recorded once
             truncate_metrics(self.run_dir, "distill", self.iteration)

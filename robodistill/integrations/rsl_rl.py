@@ -46,6 +46,7 @@ class RslRlVecEnv(VecEnv):
 
     def __init__(self, env: "BatchedEnv", cfg: dict[str, Any] | None = None, history: int = 1) -> None:
         self.env, self.history = env, history
+        env.report_reward_terms = True  # logged through extras["log"]
         self.num_envs, self.num_actions = env.num_envs, env.action_dim
         self.max_episode_length = env.episode_length
         self.device = env.device
@@ -133,7 +134,6 @@ class RslRlStudentPolicy:
     def reset(self, num_envs: int) -> None:
         """Every environment starts an episode."""
         self.window = None
-        self.num_envs = num_envs
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -155,13 +155,14 @@ def distill_with_rsl_rl(cfg: Any, teacher_path: str, out_dir: str, metrics: Any,
     iteration by robodistill's paired evaluation. The student explores at ``init_std`` (rsl_rl's default: 1.0)."""
     from rsl_rl.runners import DistillationRunner
 
+    from robodistill.compare import rsl_rl_gradient_length
     from robodistill.env import env_from_config
     from robodistill.evaluation import PairedEvaluator
     from robodistill.teacher import Teacher
 
     dc, sc = cfg.distill, cfg.student
     steps = dc.steps_per_iteration
-    gradient_length = max(d for d in range(1, 16) if steps % d == 0)  # rsl_rl's 15, or the largest divisor below
+    gradient_length = rsl_rl_gradient_length(steps)
     history = sc.history if sc.encoder == "mlp" else 1
     env = RslRlVecEnv(env_from_config(cfg, dc.num_envs, seed=cfg.seed + 1), history=history)
     student_group = "proprio_history" if history > 1 else "proprio"

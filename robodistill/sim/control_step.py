@@ -30,7 +30,7 @@ class StepOutcome(NamedTuple):
     terminated: Array  # [B] bool: the task's termination, or a fault
     truncated: Array  # [B] bool: episode length or out of bounds, never where terminated
     steps: Array  # [B] control steps into the episode, this one counted
-    reward_terms: dict[str, Array]  # name -> [B] each term's share of the reward (zero where the physics faulted)
+    reward_terms: dict[str, Array]  # name -> [B] each term's share of the reward (garbage where ``fault``)
 
 
 def before_physics(task: Task, action: Array, prev_action: Array, steps: Array, qvel: Array,
@@ -50,7 +50,6 @@ def after_physics(task: Task, sim: SimArrays, action: Array, prev_action: Array,
     terminates with reward 0."""
     weighted = task.weighted_reward_terms(task.reward_terms(sim, action, prev_action, command, xp))
     reward = xp.where(fault, 0.0, task.combine_reward(weighted, sim, command, xp))
-    weighted = {name: xp.where(fault, 0.0, value) for name, value in weighted.items()}
     terminated = xp.asarray(task.terminated(sim, command, xp), dtype=bool) | fault
     steps = steps + 1
     truncated = steps >= task.episode_length

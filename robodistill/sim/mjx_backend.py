@@ -146,6 +146,7 @@ class MjxBackend:
         self.compile_seconds: dict[str, float] = {}  # first reset and first step, compile included
         self.device_state: DeviceState | None = None
         self._observe_now: Any = None
+        self._drawn = mujoco.MjData(self.model)  # one environment's host state, for env_physics_state
         self._build_functions()
 
     # ---- jitted device functions --------------------------------------------------------------------
@@ -364,7 +365,7 @@ class MjxBackend:
 
     def env_physics_state(self, env_id: int) -> np.ndarray:
         """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector, from the device's float32 state."""
-        d, data = self.device_state.data, mujoco.MjData(self.model)
+        d, data = self.device_state.data, self._drawn
         data.time = float(d.time[env_id])
         data.qpos[:], data.qvel[:] = np.asarray(d.qpos[env_id]), np.asarray(d.qvel[env_id])
         if self.model.na:

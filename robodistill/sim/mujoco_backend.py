@@ -63,6 +63,7 @@ class MujocoBackend:
         self.time, self.qpos, self.qvel, self.ctrl = (self._batch.bind(f) for f in ("time", "qpos", "qvel", "ctrl"))
         self._readings = self._batch.bind("sensordata")  # refreshed by every call on a simulation
         self.sensordata = np.zeros((num_envs, self.model.nsensordata))  # what the task observes (snapshotted)
+        self._drawn = mujoco.MjData(self.model)  # one environment's state, for env_physics_state
         self.sampler = EpisodeSampler(task, num_envs, seed, self.model.qpos0.copy(), self.model.nv)
         self.noise_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E]))
         self._streams_at_start = (self.sampler.state(), self.noise_rng.bit_generator.state)
@@ -137,7 +138,7 @@ class MujocoBackend:
 
     def env_physics_state(self, env_id: int) -> np.ndarray:
         """Environment ``env_id``'s ``mjSTATE_FULLPHYSICS`` vector."""
-        data = self._batch.get_data(env_id)
+        data = self._batch.get_data(env_id, self._drawn)
         out = np.empty(mujoco.mj_stateSize(self.model, _FULL))
         mujoco.mj_getState(self.model, data, out, _FULL)
         return out
