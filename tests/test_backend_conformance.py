@@ -42,8 +42,9 @@ class SerialBackend(MujocoBackend):
 
 register_backend("serial", SerialBackend)
 
-BACKENDS = ["mujoco", "serial"] + (["mjx"] if importlib.util.find_spec("mujoco.mjx") and
-                                   importlib.util.find_spec("jax") else [])
+_JAX = bool(importlib.util.find_spec("mujoco.mjx") and importlib.util.find_spec("jax"))
+BACKENDS = ["mujoco", "serial"] + (["mjx"] if _JAX else []) + (["warp"] if _JAX and importlib.util.find_spec("warp")
+                                                               else [])
 B = 4
 
 
@@ -74,7 +75,7 @@ def _play(env: rd.BatchedEnv, steps: int, seed: int = 0) -> tuple:
 
 
 def test_the_registry_knows_every_backend_and_the_config_refuses_others():
-    assert {"mujoco", "mjx", "serial"} <= set(backend_names())
+    assert {"mujoco", "mjx", "warp", "serial"} <= set(backend_names())
     assert get_backend("serial") is SerialBackend
     with pytest.raises(ConfigError, match="unknown backend 'bullet'; registered: .*mujoco"):
         rd.make_env("pendulum", 2, backend="bullet")
@@ -174,7 +175,7 @@ def test_drawing_one_environment_matches_its_observation(backend, make):
 def test_step_parity_with_the_c_engine_on_the_contact_free_pendulum(backend, make):
     reference, env = make("mujoco"), make(backend)
     a, b = reference.reset(), env.reset()
-    tol = 1e-4 if backend == "mjx" else 1e-9  # MJX computes in float32
+    tol = 1e-4 if backend in ("mjx", "warp") else 1e-9  # MJX and MuJoCo Warp compute in float32
     for action in _actions(20, seed=5):
         torch.testing.assert_close(b["privileged"].cpu(), a["privileged"], rtol=0, atol=tol)
         a, ra, *_ = reference.step(action)

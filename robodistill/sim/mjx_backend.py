@@ -48,8 +48,8 @@ CACHE_ENV_VAR = "ROBODISTILL_JAX_CACHE"
 _MAXVAL = 1e10  # MuJoCo's mjMAXVAL: the C engine resets a simulation whose qpos/qvel/qacc exceed it
 
 
-def _import_jax() -> tuple[Any, Any, Any]:
-    """Import jax, jax.numpy and mjx, or fail with one line that says how to install them."""
+def _import_jax(extra: str = "mjx") -> tuple[Any, Any, Any]:
+    """Import jax, jax.numpy and mjx, or fail with one line that says how to install them (``extra``)."""
     try:
         import jax
         import jax.numpy as jnp
@@ -58,8 +58,8 @@ def _import_jax() -> tuple[Any, Any, Any]:
         with contextlib.redirect_stdout(io.StringIO()) as noise:
             from mujoco import mjx
     except ImportError as exc:
-        raise ConfigError(f"backend 'mjx' needs jax and mujoco-mjx ({exc}); "
-                          "install them with: pip install 'robodistill[mjx]'") from None
+        raise ConfigError(f"backend {extra!r} needs jax and mujoco-mjx ({exc}); "
+                          f"install them with: pip install 'robodistill[{extra}]'") from None
     if noise.getvalue().strip():
         log.debug("mujoco.mjx import: %s", noise.getvalue().strip())
     return jax, jnp, mjx
@@ -108,13 +108,18 @@ class DeviceState(NamedTuple):
 
 
 class MjxBackend:
-    """A batch of ``num_envs`` environments of one task on MJX: jax arrays in and out, one jit call per step."""
+    """A batch of ``num_envs`` environments of one task on MJX: jax arrays in and out, one jit call per step.
+
+    ``impl`` is MJX's physics implementation: ``jax`` (MJX's own) here; the ``warp`` backend
+    (robodistill/sim/warp_backend.py) is this class with MuJoCo Warp's kernels under the same jitted step.
+    """
 
     name = "mjx"
+    impl = "jax"
 
     def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 1) -> None:
         """``num_threads`` is accepted for the common constructor and unused: the device steps the batch."""
-        jax, jnp, mjx = _import_jax()
+        jax, jnp, mjx = self._import()
         self._jax, self._jnp, self._mjx = jax, jnp, mjx
         enable_compilation_cache(jax)
         self.task, self.num_envs = task, num_envs
@@ -125,7 +130,7 @@ class MjxBackend:
         self.torch_device = (torch.device("cuda", self.device.id) if self.device.platform in ("gpu", "cuda")
                              else torch.device("cpu"))
         try:
-            self.mjx_model = mjx.put_model(self.model, device=self.device)
+            self.mjx_model = self._put_model()
         except NotImplementedError as exc:
             raise ConfigError(f"task {task.name!r}: MJCF {task.mjcf_path} uses a feature MJX does not "
                               f"support ({exc})") from None
@@ -147,7 +152,27 @@ class MjxBackend:
         self.device_state: DeviceState | None = None
         self._observe_now: Any = None
         self._drawn = mujoco.MjData(self.model)  # one environment's host state, for env_physics_state
+        self._template = self._data_template()  # one environment's fresh mjx.Data, shared by every reset
         self._build_functions()
+
+    def _import(self) -> tuple[Any, Any, Any]:
+        """``(jax, jax.numpy, mujoco.mjx)``, or a one-line ConfigError naming the extra to install."""
+        return _import_jax()
+
+    def _put_model(self) -> Any:
+        """The nominal model on the device, in this backend's implementation."""
+        return self._mjx.put_model(self.model, device=self.device, impl=self.impl)
+
+    def _data_template(self) -> Any:
+        """A fresh ``mjx.Data`` of one environment (every reset starts from it)."""
+        return self._mjx.make_data(self.model, device=self.device, impl=self.impl)
+
+    def _faults(self, data: Any) -> tuple[Any, Any]:
+        """``(fault [B], overflow [B])`` after a control step: a diverged simulation (non-finite or beyond MuJoCo's
+        bound), and, for implementations with fixed contact buffers, one whose buffers overflowed (a fault too)."""
+        jnp = self._jnp
+        fault = ~(_ok(jnp, data.qpos) & _ok(jnp, data.qvel) & _ok(jnp, data.qacc))
+        return fault, jnp.zeros_like(fault)
 
     # ---- jitted device functions --------------------------------------------------------------------
 
@@ -173,10 +198,10 @@ class MjxBackend:
 
     def _start_data(self, fields: dict[str, Any], qpos: Any, qvel: Any) -> Any:
         """Fresh data at the sampled state, after a forward pass (mj_resetData, set, mj_forward)."""
-        mjx = self._mjx
+        mjx, template = self._mjx, self._template
 
         def one(m: Any, qp: Any, qv: Any) -> Any:
-            return mjx.forward(m, mjx.make_data(m).replace(qpos=qp, qvel=qv))
+            return mjx.forward(m, template.replace(qpos=qp, qvel=qv))
 
         return self._vmap_over_model(one)(self._batched_model(fields), qpos, qvel)
 
@@ -219,7 +244,7 @@ class MjxBackend:
         jax, jnp = self._jax, self._jnp
         fresh_fields = self.task.apply_params(self._nominal(), state.next_params, jnp)
         fresh = self._start_data(fresh_fields, state.next_qpos, state.next_qvel)
-        pick = lambda new, old: _where_rows(jnp, done, new, old)  # noqa: E731
+        pick = lambda new, old: _where_rows(jnp, done, new, old) if _per_env(new, done) else old  # noqa: E731
         state = state._replace(
             data=jax.tree_util.tree_map(pick, fresh, state.data),
             fields=jax.tree_util.tree_map(pick, fresh_fields, state.fields),
@@ -238,7 +263,8 @@ class MjxBackend:
         control = before_physics(task, action.astype(jnp.float32), state.prev_action, state.steps,
                                  state.data.qvel, state.params, offset, scale, jnp)
         data = self._physics(state.fields, state.data.replace(qvel=control.qvel), control.ctrl)
-        fault = ~(_ok(jnp, data.qpos) & _ok(jnp, data.qvel) & _ok(jnp, data.qacc))  # [B]
+        fault, overflow = self._faults(data)  # [B] each
+        fault = fault | overflow
         outcome = after_physics(task, _sim(data), control.action, state.prev_action, state.command, state.params,
                                 state.steps, fault, jnp)
         done = outcome.terminated | outcome.truncated
@@ -250,6 +276,7 @@ class MjxBackend:
             lambda s: (s, proprio, privileged), state)
         out = {"proprio": new_proprio, "privileged": new_privileged, "reward": outcome.reward.astype(jnp.float32),
                "terminated": outcome.terminated, "truncated": outcome.truncated, "fault": fault, "done": done,
+               "overflow": overflow,
                "final_proprio": proprio, "final_privileged": privileged,
                "reward_terms": {k: v.astype(jnp.float32) for k, v in outcome.reward_terms.items()}}
         return state._replace(key=key), out
@@ -328,6 +355,7 @@ class MjxBackend:
             if n_fault:
                 self.physics_faults += n_fault
                 log.debug("physics fault in %d environment(s); reset", n_fault)
+                self._count_overflows(np.asarray(out["overflow"])[ids])
             self._advance_episodes(ids)
         return {"proprio": out["proprio"], "privileged": out["privileged"], "reward": out["reward"],
                 "terminated": out["terminated"], "truncated": out["truncated"], "final": final,
@@ -420,6 +448,9 @@ class MjxBackend:
         self._noise_seed = int(snap["noise_seed"])
         self.physics_faults = int(snap["physics_faults"])
 
+    def _count_overflows(self, overflowed: np.ndarray) -> None:
+        """Faults that were buffer overflows (only implementations with fixed contact buffers have them)."""
+
     def _advance_episodes(self, ids: np.ndarray) -> None:
         """The buffered episode of ``ids`` became current on device: mirror that, then draw their next one."""
         nxt = self._next
@@ -465,6 +496,12 @@ def _ok(jnp: Any, x: Any) -> Any:
 
 def _sim(data: Any) -> SimArrays:
     return SimArrays(data.qpos, data.qvel, data.sensordata)
+
+
+def _per_env(leaf: Any, mask: Any) -> bool:
+    """Whether ``leaf`` holds one row per environment (``mask [B]``). MuJoCo Warp's data also holds buffers shared
+    by all worlds (contacts, counters), which every step recomputes: a restart keeps those as they are."""
+    return getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == mask.shape[0]
 
 
 def _where_rows(jnp: Any, mask: Any, new: Any, old: Any) -> Any:

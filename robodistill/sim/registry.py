@@ -1,6 +1,8 @@
-"""Backends by name: the built-in ``mujoco`` (C engine) and ``mjx`` (JAX), and any a user registers.
+"""Backends by name: the built-in ``mujoco`` (C engine), ``mjx`` (JAX) and ``warp`` (MuJoCo Warp through MJX),
+and any a user registers.
 
-Built-ins are imported when first asked for, so ``robodistill`` never imports JAX unless ``mjx`` is used.
+Built-ins are imported when first asked for, so ``robodistill`` never imports JAX unless ``mjx`` or ``warp`` is
+used.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from robodistill.sim.interface import Backend
 _BACKENDS: dict[str, Union[type, str]] = {
     "mujoco": "robodistill.sim.mujoco_backend:MujocoBackend",
     "mjx": "robodistill.sim.mjx_backend:MjxBackend",
+    "warp": "robodistill.sim.warp_backend:WarpBackend",
 }
 
 

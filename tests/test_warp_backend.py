@@ -1,0 +1,56 @@
+"""The MuJoCo Warp backend on the CPU: measured contact buffers, overflow as a counted fault, and the shipped legged
+teachers scoring on it what they score on the C engine (the conformance suite covers the contract itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("jax", reason="the warp backend runs through MJX")
+pytest.importorskip("warp", reason="the warp backend needs NVIDIA Warp")
+
+import robodistill as rd  # noqa: E402
+from robodistill.evaluation import TeacherPolicy, run_episodes  # noqa: E402
+from robodistill.sim import warp_backend  # noqa: E402
+from robodistill.tasks import get_task_class  # noqa: E402
+from robodistill.teacher import Teacher  # noqa: E402
+
+pytestmark = pytest.mark.mjx
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_buffers_are_sized_from_the_c_engines_counts():
+    load = warp_backend.measure_constraint_load(get_task_class("quadruped")(), envs=4, steps=60)
+    assert 0 < load.max_contacts <= load.max_rows  # a fallen quadruped touches the ground; each contact has rows
+    assert load.contacts_per_world == max(4, -(-warp_backend.HEADROOM * load.max_contacts // 1))
+    assert load.contacts_per_world < 128  # MuJoCo Warp's default for this model
+
+
+def test_an_overflowing_world_is_reset_and_counted_never_silent(monkeypatch, caplog):
+    monkeypatch.setattr(warp_backend, "HEADROOM", 0.05)  # buffers far below what the hopper needs
+    env = rd.make_env("hopper", 4, backend="warp", seed=0)
+    try:
+        env.reset()
+        assert env.backend.load.rows_per_world == 8
+        for _ in range(10):
+            env.step(torch.zeros(4, env.action_dim))
+        assert env.backend.contact_overflows > 0
+        assert env.backend.physics_faults >= env.backend.contact_overflows
+        assert "overflowed their contact or constraint buffers" in caplog.text
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("task,episodes,length", [("hopper", 8, 100), ("quadruped", 8, 100)])
+def test_shipped_teacher_returns_as_much_on_warp_as_on_the_c_engine(task, episodes, length):
+    """The same teacher on the same held-out episodes: mean returns within 5 % (float32 contacts drift apart)."""
+    teacher = Teacher.load(ROOT / "assets" / "teachers" / task)
+    returns = {}
+    for backend in ("mujoco", "warp"):
+        cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml",
+                             overrides=[f"env.episode_length={length}", f"env.backend={backend}"])
+        returns[backend] = run_episodes(cfg, TeacherPolicy(teacher), episodes, seed=7).mean
+    assert returns["mujoco"] > 0
+    assert abs(returns["warp"] - returns["mujoco"]) <= 0.05 * abs(returns["mujoco"]), returns
