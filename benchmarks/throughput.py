@@ -91,8 +91,10 @@ def _backend_ratio(task: str, batch: int, control_steps: int, policy: Any = None
 
 
 @contextlib.contextmanager
-def _dagger_runner(task: str, batch: int, backend: str = "mujoco") -> Iterator[Any]:
-    """A started ``DaggerRunner`` with the task's config (student, schedule, precision) and an untrained teacher."""
+def _dagger_runner(task: str, batch: int, backend: str = "mujoco", config: str | None = None,
+                   overrides: list[str] = ()) -> Iterator[Any]:
+    """A started ``DaggerRunner`` with the task's config (or ``configs/CONFIG``: student, schedule, precision) and an
+    untrained teacher."""
     import tempfile
     from pathlib import Path
 
@@ -100,7 +102,8 @@ def _dagger_runner(task: str, batch: int, backend: str = "mujoco") -> Iterator[A
     from robodistill.distill.runner import DaggerRunner
     from robodistill.teacher import Teacher
 
-    cfg = rd.load_config(ROOT / "configs" / f"{task}.yaml", [f"env.backend={backend}", f"distill.num_envs={batch}"])
+    cfg = rd.load_config(ROOT / "configs" / (config or f"{task}.yaml"),
+                         [f"env.backend={backend}", f"distill.num_envs={batch}", *overrides])
     probe = rd.make_env(task, 1)  # the C engine: only the sizes are needed
     teacher = Teacher({"task": task, "algo": "ppo", "obs_dim": probe.obs_dims["privileged"],
                        "action_dim": probe.action_dim, "net_arch": list(cfg.teacher.net_arch), "activation": "tanh",
@@ -117,12 +120,13 @@ def _dagger_runner(task: str, batch: int, backend: str = "mujoco") -> Iterator[A
             runner.close()
 
 
-def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco") -> tuple[float, float]:
+def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco",
+                 config: str | None = None, overrides: list[str] = ()) -> tuple[float, float]:
     """(DAgger loop env-steps/s, env-only env-steps/s) with the task's default student and schedule on ``backend``.
 
     The loop runs as ``distill`` runs it: the config's steps and updates per iteration, torch's default threads.
     """
-    with _dagger_runner(task, batch, backend) as runner:
+    with _dagger_runner(task, batch, backend, config, list(overrides)) as runner:
         steps = runner.cfg.distill.steps_per_iteration
         t0 = time.perf_counter()
         for _ in range(iterations):
@@ -131,7 +135,7 @@ def dagger_ratio(task: str, batch: int, iterations: int, backend: str = "mujoco"
             runner.update()
         loop_rate = iterations * steps * batch / (time.perf_counter() - t0)
         env = runner.env
-        actions = torch.rand(steps, batch, env.action_dim) * 2 - 1
+        actions = torch.rand(steps, batch, env.action_dim, device=env.device) * 2 - 1  # where the loop's actions are
         t0 = time.perf_counter()
         for _ in range(iterations):
             for k in range(steps):

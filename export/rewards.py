@@ -94,10 +94,11 @@ class HopperReward:
 
 
 class QuadrupedReward:
-    """legged_gym-style velocity tracking (each term × dt, clipped at zero, then the fall penalty); ends on a fall."""
+    """legged_gym-style velocity tracking (each term × dt, clipped at zero, then the fall penalty); ends on a fall.
 
-    LEGS = ("FL", "FR", "RL", "RR")
-    JOINTS = tuple(f"{leg}_{part}" for leg in LEGS for part in ("hip", "thigh", "calf"))
+    The quadruped's and the Go1's: legs and joints are read from the actuators (``FL_hip``, ... in any leg order).
+    """
+
     REWARD_SCALES = {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
                      "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.0, "feet_trot": 0.5,
                      "collision": -1.0, "dof_pos_limits": -10.0, "termination": 0.0}  # defaults, see the module
@@ -106,16 +107,18 @@ class QuadrupedReward:
     EDGE_MARGIN = 0.5  # m
 
     def __init__(self, model: mujoco.MjModel, metadata: dict[str, Any]) -> None:
-        names = ("imu_gyro", "imu_quat", "imu_vel", "trunk_touch", *(f"{j}_torque" for j in self.JOINTS),
-                 *(f"{leg}_foot_touch" for leg in self.LEGS), *(f"{leg}_thigh_touch" for leg in self.LEGS))
+        self.joints = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(model.nu))
+        self.legs = tuple(dict.fromkeys(j.split("_")[0] for j in self.joints))
+        names = ("imu_gyro", "imu_quat", "imu_vel", "trunk_touch", *(f"{j}_torque" for j in self.joints),
+                 *(f"{leg}_foot_touch" for leg in self.legs), *(f"{leg}_thigh_touch" for leg in self.legs))
         self._s = {n: _sensor(model, n) for n in names}
-        jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in self.JOINTS]
+        jids = model.actuator_trnid[:, 0]
         self._qadr = np.array([model.jnt_qposadr[j] for j in jids])
         ranges = model.jnt_range[jids]
         mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
         self._lo, self._hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._dt = float(model.opt.timestep) * int(metadata["decimation"])
-        self.scales = reward_scales(self.REWARD_SCALES, metadata, "quadruped")
+        self.scales = reward_scales(self.REWARD_SCALES, metadata, metadata.get("task", "quadruped"))
         self._model = model  # its fields are each episode's (the runner writes the recorded ones before it)
         self._field = int(np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_HFIELD)[0])
 
@@ -127,13 +130,13 @@ class QuadrupedReward:
         sd = sensordata
         vel, gyro = sd[:, self._s["imu_vel"]], sd[:, self._s["imu_gyro"]]
         gravity = _projected_gravity(sd[:, self._s["imu_quat"]])
-        torque = self._cat(sd, [f"{j}_torque" for j in self.JOINTS])
+        torque = self._cat(sd, [f"{j}_torque" for j in self.joints])
         q = qpos[:, self._qadr]
-        contacts = self._cat(sd, [f"{leg}_foot_touch" for leg in self.LEGS]) > self.CONTACT_FORCE
+        contacts = self._cat(sd, [f"{leg}_foot_touch" for leg in self.legs]) > self.CONTACT_FORCE
         moving = np.sqrt(np.sum(command[:, :2] ** 2, axis=-1)) > 0.1
-        thigh = self._cat(sd, [f"{leg}_thigh_touch" for leg in self.LEGS])
+        thigh = self._cat(sd, [f"{leg}_thigh_touch" for leg in self.legs])
         lin_err = np.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
-        fl, fr, rl, rr = contacts.T
+        fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in ("FL", "FR", "RL", "RR"))
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)  # one diagonal pair in the air
         terms = {
             "tracking_lin_vel": np.exp(-lin_err / self.TRACKING_SIGMA),
@@ -170,4 +173,5 @@ class QuadrupedReward:
         return (offset > half - self.EDGE_MARGIN).any(axis=-1)
 
 
-REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward}
+REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward,
+                            "go1": QuadrupedReward}

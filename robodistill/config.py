@@ -37,6 +37,8 @@ class TaskConfig:
     entry_point: Optional[str] = None
     # reward term name -> scale, over the task's declared defaults (names are checked against the task's terms)
     reward_scales: dict[str, float] = field(default_factory=dict)
+    # "accelerator": the task's collision set made for MJX/Warp (feet, plus what ends an episode), on every backend
+    collisions: Literal["full", "accelerator"] = "full"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class TeacherConfig:
 
     algo: Literal["ppo", "sac"] = "ppo"
     total_timesteps: int = field(default=200_000, metadata=_range(1))
-    num_envs: int = field(default=8, metadata=_range(1, 4096))
+    num_envs: int = field(default=8, metadata=_range(1, 65536))
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     learning_rate: float = field(default=3e-4, metadata=_range(0.0, 1.0, lo_open=True))
     gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
@@ -78,6 +80,9 @@ class TeacherConfig:
     checkpoint_every: int = field(default=50_000, metadata=_range(1))
     # PPO's updates under bfloat16 autocast (weights, Adam and the rollouts stay float32); "auto": where native
     update_precision: Literal["auto", "float32", "bfloat16"] = "float32"
+    # where SB3's networks and updates run; "auto": the environment's device (a GPU under mjx/warp on a GPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_minutes: Optional[float] = field(default=None, metadata=_range(0.0, lo_open=True))  # a wall-clock time box
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,14 @@ class DistillConfig:
     eval_episodes: int = field(default=50, metadata=_range(1))
     eval_seed: int = field(default=1_000_003, metadata=_range(0))
     eval_every: int = field(default=1, metadata=_range(1))
-    target_score: Optional[float] = None
+    target_score: Optional[float] = None  # stop once the selection score (below) reaches it
+    # which student ships: "best" on validation episodes (their own seed, apart from the held-out ones, so the
+    # reported score stays unbiased), or the "last" iteration's
+    select: Literal["best", "last"] = "best"
+    validation_episodes: Optional[int] = field(default=None, metadata=_range(1))  # default: eval_episodes
+    validation_seed: int = field(default=2_000_003, metadata=_range(0))
+    # stop after this many evaluations without a better validation score (None: run every iteration)
+    patience: Optional[int] = field(default=None, metadata=_range(1))
     # label with the executed (clipped to [-1, 1]) teacher action: PPO means can saturate far outside the range,
     # and regressing those raw values spends the loss where every value acts alike
     clip_labels: bool = True
@@ -346,11 +358,13 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load, override and validate a YAML config file; raises :class:`ConfigError` with one readable line."""
-    path = Path(path)
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """The YAML mapping of ``path``; a top-level ``base: FILE`` (relative to ``path``) is read first and this file's
+    keys are merged onto it, section by section."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (f" (the base of {seen[-1]})" if seen else ""))
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: its base chain loops back to itself")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -358,6 +372,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: broken YAML{where}: {problem}") from None
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base_name = raw.pop("base")
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base_name!r}")
+    return _merge(_read_yaml(path.parent / base_name, (*seen, path.resolve())), raw)
+
+
+def _merge(base: Any, top: Any) -> Any:
+    """``top`` over ``base``: mappings merge key by key, anything else in ``top`` replaces."""
+    if not isinstance(base, dict) or not isinstance(top, dict):
+        return top
+    return {**base, **{k: _merge(base.get(k), v) for k, v in top.items()}}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load, override and validate a YAML config file; raises :class:`ConfigError` with one readable line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = _read_yaml(path)
     try:
         cfg = config_from_dict(raw, overrides)
     except ConfigError as exc:

@@ -30,7 +30,8 @@ def make_task(task: "str | Task | Config", randomize: bool = True) -> Task:
     cfg = task
     cls = get_task_class(cfg.task)
     return cls(randomization=cfg.env.randomization, randomize=randomize and cfg.env.randomize,
-               mjcf=cfg.task.mjcf, episode_length=cfg.env.episode_length, reward_scales=cfg.task.reward_scales)
+               mjcf=cfg.task.mjcf, episode_length=cfg.env.episode_length, reward_scales=cfg.task.reward_scales,
+               collisions=cfg.task.collisions)
 
 
 class BatchedEnv:

@@ -1,7 +1,7 @@
 """Gymnasium registration: every built-in task as a single ``gymnasium.Env`` with both observation groups.
 
-``import robodistill.gym_envs`` registers ``robodistill/Pendulum-v0``, ``robodistill/Hopper-v0`` and
-``robodistill/Quadruped-v0``::
+``import robodistill.gym_envs`` registers ``robodistill/Pendulum-v0``, ``robodistill/Hopper-v0``,
+``robodistill/Quadruped-v0`` and the Menagerie robots ``robodistill/Go1-v0`` and ``robodistill/G1-v0``::
 
     import gymnasium as gym
     import robodistill.gym_envs  # noqa: F401
@@ -29,6 +29,8 @@ GYM_IDS = {
     "robodistill/Pendulum-v0": "pendulum",
     "robodistill/Hopper-v0": "hopper",
     "robodistill/Quadruped-v0": "quadruped",
+    "robodistill/Go1-v0": "go1",  # the Menagerie robots need the robots extra
+    "robodistill/G1-v0": "g1",
 }
 
 

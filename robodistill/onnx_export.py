@@ -174,7 +174,7 @@ def export_run(cfg: "Config", student: "Student", out_dir: Path,
     env = env_from_config(cfg, 1, seed=cfg.seed)
     try:
         metadata = policy_metadata(cfg, env, student)
-        mjcf = Path(env.task.mjcf_path)
+        task = env.task
     finally:
         env.close()
     onnx_path, candidate = out_dir / "policy.onnx", out_dir / UNVERIFIED_FILE
@@ -189,7 +189,7 @@ def export_run(cfg: "Config", student: "Student", out_dir: Path,
     verification = {"onnx_max_abs_diff": diff, "parity_rollout_steps": ec.parity_steps,
                     "parity_rollout_envs": ec.parity_envs, "onnx_checker": "passed"}
     if sim2sim_episodes > 0:
-        verification.update(verify_sim2sim(cfg, student.eval(), candidate, mjcf, sim2sim_episodes))
+        verification.update(verify_sim2sim(cfg, student.eval(), candidate, task, sim2sim_episodes))
     atomic_write_text(out_dir / "policy.json", json.dumps({**metadata, "verification": verification}, indent=2))
     os.replace(candidate, onnx_path)  # only a verified graph is ever called policy.onnx
     log.info("exported %s: max |onnx - torch| = %.2e over %d steps x %d envs", onnx_path, diff, ec.parity_steps,

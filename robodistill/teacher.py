@@ -248,8 +248,10 @@ class _ProgressCallback(BaseCallback):
 
     def __init__(self, total: int, metrics: MetricsLog, ckpt_dir: Path, every: int, vecnorm: Any,
                  stage: str = "teacher", publish: Callable[[Any, Any], None] | None = None,
-                 adapter: SB3VecEnv | None = None) -> None:
+                 adapter: SB3VecEnv | None = None, max_seconds: float | None = None) -> None:
         super().__init__()
+        self.max_seconds = max_seconds  # stop training (after a checkpoint) once this much wall time has passed
+        self.timed_out = False
         self.total, self.metrics, self.ckpt_dir, self.every, self.vecnorm = total, metrics, ckpt_dir, every, vecnorm
         self.adapter = adapter  # where the reward terms' episode sums come from
         self.stage, self.publish = stage, publish
@@ -278,6 +280,10 @@ class _ProgressCallback(BaseCallback):
         if n - self._last_ckpt >= self.every:
             self._last_ckpt = n
             self.save_checkpoint()
+        if self.max_seconds is not None and time.time() - self._t0 >= self.max_seconds:
+            self.timed_out = True
+            log.info("%s: time box of %.1f min reached at %d env steps", self.stage, self.max_seconds / 60, n)
+            return False
         return True
 
     def save_checkpoint(self) -> None:
@@ -303,9 +309,9 @@ class _TrainingPhases(BaseCallback):
     """Torch on one thread while SB3 collects rollouts (the C engine's threads step); for the updates, all threads,
     under autocast to ``update_dtype`` unless that is float32 (weights, Adam and the rollouts stay float32)."""
 
-    def __init__(self, env: "BatchedEnv", update_dtype: torch.dtype) -> None:
+    def __init__(self, env: "BatchedEnv", update_dtype: torch.dtype, device: torch.device) -> None:
         super().__init__()
-        self.env, self.update_dtype = env, update_dtype
+        self.env, self.update_dtype, self.device = env, update_dtype, device
         self._phase = contextlib.ExitStack()
 
     def _on_rollout_start(self) -> None:
@@ -316,7 +322,8 @@ class _TrainingPhases(BaseCallback):
         self._phase.close()
         if self.update_dtype != torch.float32:
             # one context spans all of SB3's minibatches: a cache would keep casting the weights of the first
-            self._phase.enter_context(torch.autocast("cpu", dtype=self.update_dtype, cache_enabled=False))
+            self._phase.enter_context(torch.autocast(self.device.type, dtype=self.update_dtype,
+                                                     cache_enabled=False))
 
     def _on_step(self) -> bool:
         return True
@@ -342,17 +349,18 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = env_from_config(cfg, tc.num_envs, seed=cfg.seed)
+    device = sb3_device(tc.device, env.device)
     adapter = SB3VecEnv(env, group)
     venv: VecEnv = VecMonitor(adapter)
     torch.manual_seed(cfg.seed)
     if resume:
-        model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc)
+        model, vecnorm = _load_sb3_checkpoint(out_dir, venv, tc, device)
     else:
         vecnorm = None
         if tc.normalize_obs or tc.normalize_reward:
             vecnorm = VecNormalize(venv, norm_obs=tc.normalize_obs, norm_reward=tc.normalize_reward,
                                    gamma=tc.gamma)
-        model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"))
+        model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"), device)
         if init is not None:
             start_from_teacher(model, vecnorm, init)
 
@@ -361,16 +369,17 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             teacher_from_sb3(model, norm, cfg.task.name, tc.algo).save(policy_file)
 
     callback = _ProgressCallback(total, metrics, out_dir, tc.checkpoint_every, vecnorm, stage,
-                                 publish if policy_file is not None else None, adapter)
+                                 publish if policy_file is not None else None, adapter,
+                                 None if tc.max_minutes is None else 60.0 * tc.max_minutes)
     t0, start_steps = time.time(), model.num_timesteps
     remaining = max(0, total - model.num_timesteps)
     if remaining:
         precision = tc.update_precision if tc.algo == "ppo" else "float32"
         trial = _ppo_update_trial(model, tc.batch_size) if precision == "auto" else None
-        dtype = update_dtype(precision, torch.device("cpu"), trial, f"ppo {tc.net_arch} batch {tc.batch_size} "
+        dtype = update_dtype(precision, device, trial, f"ppo {tc.net_arch} batch {tc.batch_size} "
                              f"obs {env.obs_dims[group]} actions {env.action_dim}")
-        log.info("%s updates in %s", stage, str(dtype).removeprefix("torch."))
-        phases = _TrainingPhases(env, dtype)
+        log.info("%s updates in %s on %s", stage, str(dtype).removeprefix("torch."), device)
+        phases = _TrainingPhases(env, dtype, device)
         try:
             model.learn(total_timesteps=remaining, callback=CallbackList([phases, callback]), tb_log_name=stage,
                         reset_num_timesteps=not resume)
@@ -382,7 +391,7 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     env.close()
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
-            "train_return": _mean_episode_return(model)}
+            "train_return": _mean_episode_return(model), "time_boxed": callback.timed_out}
     return policy, info
 
 
@@ -392,12 +401,12 @@ def _ppo_update_trial(model: Any, batch_size: int) -> Callable[[torch.dtype], No
     generator, so SB3's random stream is untouched."""
     policy = copy.deepcopy(model.policy).train()
     gen = torch.Generator().manual_seed(0)
-    obs = torch.randn(batch_size, *model.observation_space.shape, generator=gen)
-    actions = torch.rand(batch_size, *model.action_space.shape, generator=gen) * 2 - 1
+    obs = torch.randn(batch_size, *model.observation_space.shape, generator=gen).to(model.device)
+    actions = (torch.rand(batch_size, *model.action_space.shape, generator=gen) * 2 - 1).to(model.device)
 
     def trial(dtype: torch.dtype) -> None:
         policy.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
+        with torch.autocast(model.device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
             values, log_prob, entropy = policy.evaluate_actions(obs, actions)
         loss = -log_prob.float().mean() + values.float().pow(2).mean() - entropy.float().mean()
         loss.backward()
@@ -405,12 +414,22 @@ def _ppo_update_trial(model: Any, batch_size: int) -> Callable[[torch.dtype], No
     return trial
 
 
-def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str) -> Any:
+def sb3_device(setting: str, env_device: torch.device) -> torch.device:
+    """Where SB3's networks and updates run: ``auto`` follows the environment (its rollouts are numpy on the host
+    either way, which is SB3's design; the networks and minibatches go to the GPU when the physics is there)."""
+    if setting == "auto":
+        return torch.device(env_device.type)
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise UsageError("teacher.device: cuda, but torch sees no CUDA device")
+    return torch.device(setting)
+
+
+def _new_sb3_model(cfg: "Config", venv: VecEnv, tensorboard_dir: str, device: torch.device) -> Any:
     """A fresh SB3 PPO or SAC model with the config's hyperparameters."""
     from stable_baselines3 import PPO, SAC
 
     tc = cfg.teacher
-    common = dict(**_tunable_hyperparameters(tc), seed=cfg.seed, verbose=0, device="cpu",
+    common = dict(**_tunable_hyperparameters(tc), seed=cfg.seed, verbose=0, device=device,
                   tensorboard_log=tensorboard_dir)
     if tc.algo == "ppo":
         return PPO("MlpPolicy", venv,
@@ -477,7 +496,8 @@ def _tunable_hyperparameters(tc: Any) -> dict[str, Any]:
     return common
 
 
-def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, tc: Any) -> tuple[Any, VecNormalize | None]:
+def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, tc: Any,
+                         device: torch.device) -> tuple[Any, VecNormalize | None]:
     """The SB3 model and VecNormalize written by the last checkpoint, with the config's tunable hyperparameters.
 
     SB3 would otherwise keep the saved ones and silently ignore a ``--set teacher.learning_rate=...`` on resume.
@@ -490,7 +510,7 @@ def _load_sb3_checkpoint(out_dir: Path, venv: VecEnv, tc: Any) -> tuple[Any, Vec
         raise UsageError(f"{out_dir} has no SB3 checkpoint (sb3_model.zip) to resume from")
     try:
         vecnorm = VecNormalize.load(str(norm_path), venv) if norm_path.is_file() else None
-        model = (PPO if tc.algo == "ppo" else SAC).load(str(zip_path), env=vecnorm or venv, device="cpu",
+        model = (PPO if tc.algo == "ppo" else SAC).load(str(zip_path), env=vecnorm or venv, device=device,
                                                         custom_objects=_tunable_hyperparameters(tc))
     except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the user's input problem
         raise UsageError(f"corrupted SB3 checkpoint in {out_dir}: {str(exc).splitlines()[0] if str(exc) else exc}") \

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robodistill.runs import atomic_write
+from robodistill.runs import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from robodistill.config import Config
     from robodistill.student import Student
+    from robodistill.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,30 @@ def record_torch_episodes(cfg: "Config", student: "Student", episodes: int,
     return record
 
 
-def copy_mjcf(mjcf: Path, out_dir: Path) -> Path:
-    """Copy the MJCF and the files it references (meshes, height fields, includes) beside the ONNX file."""
-    mjcf = Path(mjcf).resolve()
+def copy_mjcf(task: "Task", out_dir: Path) -> Path:
+    """Copy the task's MJCF and the files it references (meshes, height fields, includes) beside the ONNX file; a
+    task that edits its model (sensors, collision set) gets the edited MJCF there, the model the policy ran on."""
+    from robodistill.sim.compile import edited_spec
+
+    mjcf = Path(task.mjcf_path).resolve()
     dest = Path(out_dir) / mjcf.name
     for src, rel in _mjcf_files(mjcf, mjcf.parent):
         target = Path(out_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    licence = mjcf.parent / "LICENSE"  # a model's licence travels with it (Menagerie's Unitree models: BSD-3)
+    if licence.is_file():
+        atomic_write(Path(out_dir) / "LICENSE", lambda tmp: shutil.copyfile(licence, tmp))
+    spec, edited = edited_spec(task)
+    if edited:  # files the edits added by absolute path go beside the others, named relative to the new MJCF
+        xml = spec.to_xml()
+        for asset in (*spec.hfields, *spec.meshes):
+            if asset.file and Path(asset.file).is_absolute():
+                target = Path(out_dir) / (spec.meshdir or "") / Path(asset.file).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, lambda tmp, src=asset.file: shutil.copyfile(src, tmp))
+                xml = xml.replace(f'file="{asset.file}"', f'file="{target.name}"')
+        atomic_write_text(dest, xml)
     return dest
 
 
@@ -126,11 +143,11 @@ def run_sim2sim(onnx_path: Path, episodes: int, timeout: float = 600.0) -> dict[
     return json.loads(proc.stdout)
 
 
-def verify_sim2sim(cfg: "Config", student: "Student", onnx_path: Path, mjcf: Path,
+def verify_sim2sim(cfg: "Config", student: "Student", onnx_path: Path, task: "Task",
                    episodes: int) -> dict[str, Any]:
     """Write ``episodes.npz`` and the MJCF beside ``onnx_path``, replay with the deploy kit, compare returns."""
     out_dir = Path(onnx_path).parent
-    copy_mjcf(mjcf, out_dir)
+    copy_mjcf(task, out_dir)
     seed = cfg.distill.eval_seed
     record = record_torch_episodes(cfg, student, episodes, seed)
     atomic_write(out_dir / "episodes.npz", lambda tmp: _savez(tmp, record))

@@ -9,7 +9,7 @@ import robodistill as rd
 from robodistill.config import config_from_dict, save_config
 from robodistill.errors import ConfigError
 
-from conftest import PENDULUM
+from conftest import PENDULUM, ROOT
 
 
 def test_shipped_config_loads_with_defaults_filled():
@@ -87,3 +87,17 @@ def test_saved_config_round_trips(tmp_path):
     assert again == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["distill"]["iterations"] == 7
     assert again.hash() == cfg.hash()
+
+
+def test_a_config_builds_on_its_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("task: {name: quadruped}\nteacher: {num_envs: 16, n_steps: 32}\n")
+    (tmp_path / "top.yaml").write_text("base: base.yaml\nteacher: {num_envs: 4096}\nenv: {backend: mjx}\n")
+    cfg = rd.load_config(tmp_path / "top.yaml")
+    assert (cfg.task.name, cfg.teacher.num_envs, cfg.teacher.n_steps, cfg.env.backend) == ("quadruped", 4096, 32, "mjx")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        rd.load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml"):
+        rd.load_config(tmp_path / "orphan.yaml")
+    assert rd.load_config(ROOT / "configs" / "quadruped_gpu.yaml").env.backend == "warp"

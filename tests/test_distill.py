@@ -326,3 +326,57 @@ def test_windowed_buffer_gives_back_exactly_the_windows_the_student_saw(tiny_cfg
     assert torch.equal(batch["obs"], obs) and torch.equal(batch["state0"], state)
     assert batch["starts"].sum() > 2 * b  # episodes of 7 steps began inside the rollouts of 20
     assert (state.abs().sum((1, 2)) == 0).sum() >= batch["starts"].sum()  # a start's window is all zeros
+
+
+def test_the_best_student_on_validation_episodes_ships_with_its_held_out_score(tiny_cfg, tiny_teacher, tmp_path,
+                                                                              monkeypatch):
+    import dataclasses
+
+    from robodistill.distill.selection import BestStudent
+    from robodistill.student import load_student
+
+    offer = BestStudent.offer
+    # validation says iteration 2 of 4 was the best (the real scores of so short a run are noise)
+    monkeypatch.setattr(BestStudent, "offer", lambda self, score, it, student: offer(
+        self, score + (1e6 if it == 2 else 0.0), it, student))
+    cfg = tiny_cfg.replace(distill=dataclasses.replace(tiny_cfg.distill, iterations=4))
+    runner = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    info = runner.run()
+    records = read_metrics(tmp_path, "distill")
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all("validation_score" in r for r in records)
+    assert info["selected_iteration"] == 2
+    assert info["score"] == records[1]["score"]  # the shipped student's held-out score, not the last one's
+    assert info["last_iteration_score"] == records[3]["score"]
+    shipped = torch.load(tmp_path / "student" / "student.pt", weights_only=True)
+    assert shipped["iteration"] == 2
+    best = runner.best.state
+    assert all(torch.equal(shipped["state_dict"][k], best[k].cpu()) for k in best)
+    assert load_student(tmp_path / "student" / "student.pt") is not None
+
+
+def test_selection_keeps_the_best_and_stops_on_a_plateau():
+    from robodistill.distill.selection import BestStudent
+
+    net = torch.nn.Linear(2, 1)
+    best = BestStudent(patience=2)
+    assert best.offer(0.5, 1, net) and not best.plateaued
+    kept = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    assert not best.offer(0.4, 2, net) and not best.offer(float("nan"), 3, net) and best.plateaued
+    assert best.iteration == 1 and torch.equal(best.state["weight"], kept["weight"])
+    restored = BestStudent(patience=2)
+    restored.load_state_dict(best.state_dict())
+    assert restored.plateaued and restored.score == 0.5
+
+
+def test_patience_stops_the_run_when_validation_stops_improving(tiny_cfg, tiny_teacher, tmp_path, monkeypatch):
+    import dataclasses
+
+    from robodistill.distill.selection import BestStudent
+
+    offer = BestStudent.offer
+    monkeypatch.setattr(BestStudent, "offer", lambda self, score, it, student: offer(self, -it, it, student))
+    cfg = tiny_cfg.replace(distill=dataclasses.replace(tiny_cfg.distill, iterations=10, patience=2))
+    info = DaggerRunner(cfg, tiny_teacher, tmp_path, MetricsLog(tmp_path, tensorboard=False)).run()
+    assert info["distill_iterations"] == 3 and info["selected_iteration"] == 1

@@ -355,3 +355,24 @@ def test_quadruped_run_reports_task_figures_and_eval_restricts_the_terrain(tmp_p
     everywhere, restricted = terrains
     assert everywhere.min() < 0.6 or everywhere.max() > 0.9  # the config's [0, 1] range reaches outside
     assert ((restricted >= 0.6) & (restricted <= 0.9)).all()
+
+
+def test_the_quadrupeds_accelerator_collision_set_fits_mjx_in_24_slots_and_still_detects_falls():
+    mjx = pytest.importorskip("mujoco.mjx")
+    from robodistill.errors import ConfigError
+    from robodistill.tasks.quadruped import Quadruped
+
+    full, accel = load_model(Quadruped()), load_model(Quadruped(collisions="accelerator"))
+    slots = {name: mjx.make_data(m)._impl.contact.dist.shape[0] for name, m in (("full", full), ("accel", accel))}
+    assert slots == {"full": 76, "accel": 24}
+    env = rd.make_env(Quadruped(collisions="accelerator", randomize=False), 4, seed=0)
+    env.reset()
+    env.backend.qpos[:, 3:7] = [0.0, 1.0, 0.0, 0.0]  # upside down: the trunk lands on the ground
+    env.backend.qpos[:, 2] = 0.25
+    fell = torch.zeros(4, dtype=torch.bool)
+    for _ in range(40):
+        _, _, terminated, _, _ = env.step(torch.zeros(4, 12))
+        fell |= terminated
+    assert fell.all()
+    with pytest.raises(ConfigError, match="declares no accelerator collision set"):
+        get_task_class("hopper")(collisions="accelerator")

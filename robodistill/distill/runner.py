@@ -18,6 +18,7 @@ from robodistill.distill.algorithm import beta_at, distillation_loss, exploratio
 from robodistill.distill.buffer import AggregationBuffer
 from robodistill.distill.labeler import Labeler
 from robodistill.distill.rows import SequenceRows, WindowRows
+from robodistill.distill.selection import BestStudent
 from robodistill.env import env_from_config
 from robodistill.errors import UsageError
 from robodistill.evaluation import PairedEvaluator, StudentPolicy
@@ -85,6 +86,7 @@ class DaggerRunner:
         self.iteration = 0
         self.env_steps = 0
         self.labels = 0
+        self.best = BestStudent(dc.patience)  # by validation score, when dc.select == "best"
         self.obs: dict[str, torch.Tensor] | None = None
         self.state: torch.Tensor | None = None
         self.starts: torch.Tensor | None = None
@@ -214,9 +216,11 @@ class DaggerRunner:
                                "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
                                "labels": self.labels, "torch_rng": torch.get_rng_state(),
-                               "gen": self.gen.get_state(), "rollout": self.rollout_snapshot()},
+                               "gen": self.gen.get_state(), "rollout": self.rollout_snapshot(),
+                               "best": self.best.state_dict()},
                               student_dir / CHECKPOINT_FILE)
-        self.student.save(student_dir / STUDENT_FILE, iteration=self.iteration)
+        shipped = self.best.iteration if final and self.best.state is not None else self.iteration
+        self.student.save(student_dir / STUDENT_FILE, iteration=shipped)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint; a corrupted one, or one whose shapes do not fit the config, is refused."""
@@ -245,6 +249,8 @@ class DaggerRunner:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.buffer.load_state_dict(ckpt["buffer"])
         self.iteration, self.env_steps, self.labels = ckpt["iteration"], ckpt["env_steps"], ckpt["labels"]
+        if "best" in ckpt:
+            self.best.load_state_dict(ckpt["best"])
         torch.set_rng_state(ckpt["torch_rng"])
         if self.rank == 0:  # the checkpoint holds rank 0's streams; other ranks go on from their own seeds
             self.gen.set_state(ckpt["gen"])
@@ -262,9 +268,13 @@ class DaggerRunner:
         dc = self.cfg.distill
         t0 = time.time()
         evaluator = PairedEvaluator(self.cfg, self.teacher) if self.rank == 0 else None
+        validator = None
         if evaluator is not None:
             log.info("held-out episodes: teacher %.1f, random %.1f", evaluator.teacher_result.mean,
                      evaluator.random_result.mean)
+            if dc.select == "best":
+                validator = PairedEvaluator(self.cfg, self.teacher, dc.validation_episodes or dc.eval_episodes,
+                                            dc.validation_seed)
         if self.obs is None:  # a resumed run continues its environments' episodes
             self.start()
         score, result = float("nan"), None
@@ -282,25 +292,43 @@ class DaggerRunner:
                                       "physics_faults": self.env.physics_faults}
             if self.world_size > 1:
                 record.update(weights_in_sync=distributed.in_sync(self.student), world_size=self.world_size)
+            stop_score = score
             if evaluator is not None and (self.iteration % dc.eval_every == 0 or self.iteration == dc.iterations):
                 result, score = evaluator.evaluate(StudentPolicy(self.student))
                 record.update(score=score, student_return=result.mean)
+                stop_score = score
+                if validator is not None:
+                    _, stop_score = validator.evaluate(StudentPolicy(self.student))
+                    self.best.offer(stop_score, self.iteration, self.student)
+                    record.update(validation_score=stop_score)
             if self.metrics is not None:
                 self.metrics.write("distill", self.iteration, **record)
             self.save()
             bar.update(1)
             bar.set_postfix(score=f"{score:.3f}", loss=f"{loss:.4f}", beta=f"{beta:.2f}")
-            score = distributed.broadcast_float(score)
-            if dc.target_score is not None and score >= dc.target_score:
+            stop_score = distributed.broadcast_float(stop_score)
+            if dc.target_score is not None and stop_score >= dc.target_score:
                 log.info("target score %.3f reached at iteration %d", dc.target_score, self.iteration)
                 break
+            if distributed.broadcast_float(float(self.best.plateaued)):
+                log.info("validation score without improvement for %d evaluations: stopping at iteration %d",
+                         dc.patience, self.iteration)
+                break
         bar.close()
+        last_iteration, last_score = self.iteration, score
+        if self.best.state is not None:  # ship the best on validation; report its score on the held-out episodes
+            self.student.load_state_dict(self.best.state)
+            result = None
         self.save(final=True)
         self.close()
         wall = time.time() - t0
-        if evaluator is not None and result is None:  # resumed after the last iteration: evaluate once
+        if evaluator is not None and result is None:  # the selected student, or a resume after the last iteration
             result, score = evaluator.evaluate(StudentPolicy(self.student))
-        figures = {}
+        figures: dict[str, Any] = {"last_iteration_score": last_score, "selected_iteration": self.best.iteration
+                                   if self.best.state is not None else last_iteration,
+                                   "validation_score": self.best.score if self.best.state is not None else None}
+        if validator is not None:
+            validator.close()
         if evaluator is not None:
             evaluator.close()
             figures.update({f"teacher_{k}": v for k, v in evaluator.teacher_result.metrics.items()})

@@ -12,16 +12,36 @@ from robodistill.tasks.base import Task
 from robodistill.tasks.observation import ObservationLayout, build_layout
 
 
-def load_model(task: Task) -> mujoco.MjModel:
-    """Compile the task's MJCF, turning a missing or broken file into a one-line :class:`ConfigError`."""
+def load_spec(task: Task) -> mujoco.MjSpec:
+    """Parse the task's MJCF into an editable spec, turning a missing or broken file into a one-line ConfigError."""
     path = task.mjcf_path
     if not path.is_file():
         raise ConfigError(f"MJCF file not found: {path}")
     try:
-        return mujoco.MjModel.from_xml_path(str(path))
+        return mujoco.MjSpec.from_file(str(path))
     except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "compile error"
-        raise ConfigError(f"MJCF {path} does not compile: {first}") from None
+        raise ConfigError(f"MJCF {path} does not compile: {_first_line(exc)}") from None
+
+
+def edited_spec(task: Task) -> tuple[mujoco.MjSpec, bool]:
+    """The task's model as it runs: the MJCF with the task's edits (:meth:`Task.edit_spec`), and whether there were
+    any (the export then ships the edited MJCF instead of the file)."""
+    spec = load_spec(task)
+    return spec, task.edit_spec(spec)
+
+
+def load_model(task: Task) -> mujoco.MjModel:
+    """Compile the task's model (its MJCF with the task's edits) into an ``MjModel``."""
+    spec, _ = edited_spec(task)
+    try:
+        return spec.compile()
+    except ValueError as exc:
+        raise ConfigError(f"MJCF {task.mjcf_path} does not compile: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "compile error"
 
 
 class CompiledTask(NamedTuple):

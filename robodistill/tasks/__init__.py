@@ -16,6 +16,8 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "pendulum": "robodistill.tasks.pendulum:Pendulum",
     "hopper": "robodistill.tasks.hopper:Hopper",
     "quadruped": "robodistill.tasks.quadruped:Quadruped",
+    "go1": "robodistill.tasks.go1:Go1",
+    "g1": "robodistill.tasks.g1:G1",
 }
 
 

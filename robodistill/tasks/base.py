@@ -134,11 +134,22 @@ class Task:
     command_dim: ClassVar[int] = 0
     metric_labels: ClassVar[tuple[str, ...]] = ()  # privileged entries that ``episode_metrics`` reads
     REWARD_SCALES: ClassVar[dict[str, float]] = {}  # named reward terms' default scales (config: task.reward_scales)
+    # the collision set made for accelerators (task.collisions: accelerator): geom name -> (contype, conaffinity);
+    # every other geom stops colliding. Empty: the task has none. docs/design.md decision 13
+    ACCELERATOR_COLLISIONS: ClassVar[dict[str, tuple[int, int]]] = {}
+    # sensors the compiler adds where the MJCF lacks them (robodistill/tasks/sensors.py), so a robot's file loads
+    # unedited
+    SENSORS: ClassVar[tuple[Any, ...]] = ()
 
     def __init__(self, randomization: dict[str, Sequence[float]] | None = None, randomize: bool = True,
                  mjcf: str | Path | None = None, episode_length: int | None = None,
-                 reward_scales: dict[str, float] | None = None) -> None:
+                 reward_scales: dict[str, float] | None = None, collisions: str = "full") -> None:
         self.validate_randomization(randomization or {})
+        if collisions not in ("full", "accelerator"):
+            raise ConfigError(f"task.collisions: expected 'full' or 'accelerator', got {collisions!r}")
+        if collisions == "accelerator" and not self.ACCELERATOR_COLLISIONS:
+            raise ConfigError(f"task {self.name!r} declares no accelerator collision set; use task.collisions: full")
+        self.collisions = collisions
         self.validate_reward_scales(reward_scales or {})
         self.reward_scales: dict[str, float] = {**self.REWARD_SCALES, **(reward_scales or {})}
         self.ranges: dict[str, tuple[float, float]] = {}
@@ -150,12 +161,38 @@ class Task:
         half = 0.5 * self._spans[:, 0]  # [P]
         self._mids = self._lows[:, 0] + half
         self._inverse_halves = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)  # 0 for a point range
-        self.mjcf_path = Path(mjcf) if mjcf is not None else Path(self.mjcf)
+        self.mjcf_path = Path(mjcf) if mjcf is not None else self.default_mjcf()
         if episode_length is not None:
             self.episode_length = episode_length
 
+    @classmethod
+    def default_mjcf(cls) -> Path:
+        """The task's own MJCF file (``mjcf``), used unless the config names another."""
+        return Path(cls.mjcf)
+
     def bind(self, model: Any) -> None:
         """Look up the static ids (bodies, geoms, joints) the pure functions index with; called once per model."""
+
+    def edit_spec(self, spec: Any) -> bool:
+        """Edit the model (a ``mujoco.MjSpec``) before it compiles, on every backend alike; whether anything changed.
+
+        The base class adds the declared ``SENSORS`` the model lacks and applies the accelerator collision set when
+        ``task.collisions`` asks for it; a task that builds more of its model (a scene) extends this."""
+        from robodistill.tasks.sensors import add_sensors
+
+        edited = add_sensors(spec, self.SENSORS)
+        if self.collisions != "accelerator":
+            return edited
+        keep = dict(self.ACCELERATOR_COLLISIONS)
+        missing = sorted(set(keep) - {g.name for g in spec.geoms})
+        if missing:
+            raise ConfigError(f"task {self.name!r}: the accelerator collision set names geoms the MJCF "
+                              f"{self.mjcf_path.name} lacks: {', '.join(missing)}")
+        for geom in spec.geoms:
+            geom.contype, geom.conaffinity = keep.get(geom.name, (0, 0))
+            if geom.name in keep:
+                geom.margin = 0.0  # MJX collides height fields without margins (Menagerie's Go1 uses 1 mm)
+        return True
 
     # ---- validation -------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ import mujoco
 import numpy as np
 
 from robodistill.tasks.base import (
-    Array, CommandTerm, ExtraTerm, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task,
+    Array, CommandTerm, ExtraTerm, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task, Term,
     index_set, transform_sensor,
 )
 
@@ -103,6 +103,19 @@ def _yaw_from_quat(quat: Array, xp: Any) -> Array:
     return xp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def proprio_terms_for(joints: tuple[str, ...]) -> tuple[Term, ...]:
+    """What a quadruped's controller reads: IMU gyro and gravity, joint encoders (``<actuator>_pos``/``_vel``),
+    its last action and the command, with sensor noise."""
+    return (
+        SensorTerm("imu_gyro", noise_std=0.2),
+        SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.05),
+        *(SensorTerm(f"{j}_pos", noise_std=0.01) for j in joints),
+        *(SensorTerm(f"{j}_vel", noise_std=1.5) for j in joints),
+        PrevActionTerm(),
+        CommandTerm(),
+    )
+
+
 class Quadruped(Task):
     """Track a commanded base velocity (vx, vy, yaw rate) with a 12-DoF quadruped over randomized terrain."""
 
@@ -112,14 +125,9 @@ class Quadruped(Task):
     decimation = 4
     command_dim = 3
 
-    proprio_terms = (
-        SensorTerm("imu_gyro", noise_std=0.2),
-        SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.05),
-        *(SensorTerm(f"{j}_pos", noise_std=0.01) for j in JOINTS),
-        *(SensorTerm(f"{j}_vel", noise_std=1.5) for j in JOINTS),
-        PrevActionTerm(),
-        CommandTerm(),
-    )
+    legs: tuple[str, ...] = LEGS  # the actuators' leg order; each leg's actuators are hip, thigh, calf
+    joints: tuple[str, ...] = JOINTS  # actuator names, which name the joint sensors too
+    proprio_terms = proprio_terms_for(JOINTS)
     SCAN = 3  # terrain scan: SCAN x SCAN points around each foot, yaw-aligned
     SCAN_SPACING = 0.1
     privileged_terms = (
@@ -155,6 +163,10 @@ class Quadruped(Task):
     ACTION_SCALE = {"hip": 0.3, "thigh": 0.5, "calf": 0.5}  # rad per unit action, around the home pose
 
     # legged_gym-style reward scales (each term is multiplied by dt); override them with task.reward_scales
+    # feet on the height field and the floor (bits 1 and 2), the trunk on the height field (its touch is a fall);
+    # thighs and calves collide with nothing: 24 MJX contact slots per world instead of 76
+    ACCELERATOR_COLLISIONS = {"terrain": (1, 0), "floor": (2, 0), "trunk": (0, 1),
+                              **{f"{leg}_foot": (0, 3) for leg in LEGS}}
     REWARD_SCALES = {
         "tracking_lin_vel": 1.0,
         "tracking_ang_vel": 0.5,
@@ -195,20 +207,21 @@ class Quadruped(Task):
 
         self._s = {name: sensor(name) for name in (
             "imu_gyro", "imu_quat", "imu_vel", "trunk_touch",
-            *(f"{j}_pos" for j in JOINTS), *(f"{j}_torque" for j in JOINTS),
-            *(f"{leg}_foot_pos" for leg in LEGS), *(f"{leg}_foot_touch" for leg in LEGS),
-            *(f"{leg}_thigh_touch" for leg in LEGS))}
+            *(f"{j}_pos" for j in self.joints), *(f"{j}_torque" for j in self.joints),
+            *(f"{leg}_foot_pos" for leg in self.legs), *(f"{leg}_foot_touch" for leg in self.legs),
+            *(f"{leg}_thigh_touch" for leg in self.legs))}
 
         def columns(names: list[str]) -> np.ndarray:  # the sensordata columns of several sensors, in order
             return np.concatenate([np.arange(self._s[n].start, self._s[n].stop) for n in names])
 
-        self._torque_cols = columns([f"{j}_torque" for j in JOINTS])  # [12]
-        self._foot_pos_cols = columns([f"{leg}_foot_pos" for leg in LEGS])  # [4 * 3], foot-major
-        self._foot_touch_cols = columns([f"{leg}_foot_touch" for leg in LEGS])  # [4]
-        self._thigh_touch_cols = columns([f"{leg}_thigh_touch" for leg in LEGS])  # [4]
+        self._torque_cols = columns([f"{j}_torque" for j in self.joints])  # [12]
+        self._foot_pos_cols = columns([f"{leg}_foot_pos" for leg in self.legs])  # [4 * 3], foot-major
+        self._foot_touch_cols = columns([f"{leg}_foot_touch" for leg in self.legs])  # [4]
+        self._thigh_touch_cols = columns([f"{leg}_thigh_touch" for leg in self.legs])  # [4]
         offs = (np.arange(self.SCAN) - (self.SCAN - 1) / 2) * self.SCAN_SPACING
         self._scan_x, self._scan_y = (a.ravel() for a in np.meshgrid(offs, offs, indexing="xy"))  # [S] each
-        jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
+        jids = [model.actuator_trnid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, j), 0]
+                for j in self.joints]
         self._leg_dofs = np.array([model.jnt_dofadr[j] for j in jids])  # [12]
         self._leg_qpos = np.array([model.jnt_qposadr[j] for j in jids])  # [12]
         ranges = model.jnt_range[jids]  # [12, 2]
@@ -219,9 +232,9 @@ class Quadruped(Task):
         self._terrain_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "terrain")
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
         self._home_qpos = model.key_qpos[key].copy()  # [nq]
-        acts = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, j) for j in JOINTS]
+        acts = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, j) for j in self.joints]
         if acts != list(range(model.nu)):
-            raise ValueError("quadruped MJCF: actuators must follow the joint order FL, FR, RL, RR x hip/thigh/calf")
+            raise ValueError(f"{self.name} MJCF: actuators must be {', '.join(self.joints)}, in this order")
         hid = int(model.geom_dataid[self._terrain_geom])
         nrow, ncol = int(model.hfield_nrow[hid]), int(model.hfield_ncol[hid])
         size = model.hfield_size[hid]  # (x half, y half, elevation, base)
@@ -236,7 +249,7 @@ class Quadruped(Task):
         """Actions are offsets from the home pose: ``ctrl = home + scale * action`` (target angles, rad)."""
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
         offset = model.key_ctrl[key].copy()
-        scale = np.array([self.ACTION_SCALE[j.split("_")[1]] for j in JOINTS])
+        scale = np.array([self.ACTION_SCALE[j.split("_")[1]] for j in self.joints])
         return offset, scale
 
     # ---- host-side sampling ---------------------------------------------------------------------------
@@ -254,7 +267,7 @@ class Quadruped(Task):
         qpos[:, 0:2] += rng.uniform(-self.SPAWN_JITTER, self.SPAWN_JITTER, size=(n, 2))
         yaw = rng.uniform(-np.pi, np.pi, size=n)
         qpos[:, 3:7] = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=-1)
-        qpos[:, self._leg_qpos] += rng.uniform(-self.JOINT_NOISE, self.JOINT_NOISE, size=(n, len(JOINTS)))
+        qpos[:, self._leg_qpos] += rng.uniform(-self.JOINT_NOISE, self.JOINT_NOISE, size=(n, len(self.joints)))
         qvel = np.zeros((n, nv))
         qvel[:, 0:6] = rng.uniform(-0.1, 0.1, size=(n, 6))
         return qpos, qvel
@@ -287,9 +300,9 @@ class Quadruped(Task):
         biasprm = index_set(biasprm, (all_rows, slice(None), 2), -kd)
         forcerange = nominal["actuator_forcerange"][None] * params["motor_strength"][:, None, None]
         damping = index_set(tile(nominal["dof_damping"]), (all_rows, self._leg_dofs),
-                            xp.broadcast_to(params["joint_damping"][:, None], (n, len(JOINTS))))
+                            xp.broadcast_to(params["joint_damping"][:, None], (n, len(self.joints))))
         armature = index_set(tile(nominal["dof_armature"]), (all_rows, self._leg_dofs),
-                             xp.broadcast_to(params["armature"][:, None], (n, len(JOINTS))))
+                             xp.broadcast_to(params["armature"][:, None], (n, len(self.joints))))
         return {"geom_friction": friction, "geom_pos": geom_pos, "body_mass": body_mass, "body_ipos": body_ipos,
                 "body_inertia": body_inertia, "actuator_gainprm": gainprm, "actuator_biasprm": biasprm,
                 "actuator_forcerange": forcerange, "dof_damping": damping, "dof_armature": armature}
@@ -350,7 +363,7 @@ class Quadruped(Task):
             # each foot's height above the ground at a yaw-aligned SCAN x SCAN grid around it [B, 4 * SCAN^2]
             yaw = _yaw_from_quat(sim.sensordata[:, self._s["imu_quat"]], xp)[:, None, None]  # [B, 1, 1]
             cos, sin = xp.cos(yaw), xp.sin(yaw)
-            feet = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(LEGS), 3)  # [B, 4, 3]
+            feet = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(self.legs), 3)  # [B, 4, 3]
             x = feet[:, :, 0:1] + cos * self._scan_x - sin * self._scan_y  # [B, 4, S]
             y = feet[:, :, 1:2] + sin * self._scan_x + cos * self._scan_y
             batch = feet.shape[0]
@@ -379,7 +392,7 @@ class Quadruped(Task):
         moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
         thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
         lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
-        fl, fr, rl, rr = (contacts[:, i] for i in range(4))
+        fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in LEGS)
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
         return {
             "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),

