@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import refresh_markdown, save
 
-BENCHMARKS = ["pipeline", "latency", "throughput", "soak", "mjx", "backend_parity", "gpu"]
+BENCHMARKS = ["pipeline", "latency", "throughput", "soak", "mjx", "backend_parity", "gpu", "contacts"]
 
 
 def main() -> int:

@@ -141,10 +141,21 @@ def run_variant(name: str, cfg: Any, teacher: Any, out_dir: Path, seed: int) -> 
     else:
         info = distill(cfg, teacher, out_dir, metrics)
     metrics.close()
-    curve = [(r["env_steps"], r["score"]) for r in read_metrics(out_dir, "distill") if "score" in r]
-    reached = next((steps for steps, score in curve if score is not None and score >= 0.95), None)
+    records = [r for r in read_metrics(out_dir, "distill") if "score" in r]
+    curve = [(r["env_steps"], r["score"]) for r in records]
+    first = next((r for r in records if r["score"] is not None and r["score"] >= 0.95), None)
     return {"score": info["score"], "labels": info.get("labels", 0), "env_steps": info["distill_env_steps"],
-            "wall_seconds": time.time() - t0, "steps_to_0.95": reached, "curve": curve}
+            "wall_seconds": time.time() - t0, "steps_to_0.95": first["env_steps"] if first else None,
+            "seconds_to_0.95": first["time"] - t0 if first and "time" in first else None, "curve": curve}
+
+
+BUDGETS = (0.25, 0.5, 1.0)  # fractions of the dagger variant's env steps at which every variant's score is read
+
+
+def score_at_budget(curve: list[tuple[int, float]], budget: float) -> float | None:
+    """The score of the last evaluation within ``budget`` env steps (None if none came that early)."""
+    within = [score for steps, score in curve if steps <= budget and score is not None]
+    return within[-1] if within else None
 
 
 def rsl_rl_gradient_length(steps_per_iteration: int) -> int:
@@ -188,7 +199,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "scores": scores, "labels": statistics.fmean(r["labels"] for r in runs),
             "env_steps": statistics.fmean(r["env_steps"] for r in runs),
             "wall_seconds": statistics.fmean(r["wall_seconds"] for r in runs),
-            "steps_to_0.95": reached, "curves": [r["curve"] for r in runs]}
+            "steps_to_0.95": reached, "seconds_to_0.95": [r.get("seconds_to_0.95") for r in runs],
+            "curves": [r["curve"] for r in runs]}
 
 
 def markdown_table(out: dict[str, Any]) -> str:
@@ -210,6 +222,26 @@ def markdown_table(out: dict[str, Any]) -> str:
         scores = ", ".join(f"{s:.3f}" for s in v["scores"])
         lines.append(f"| {name} | {v['score_mean']:.3f} ± {v['score_std']:.3f} | {scores} | {v['labels']:,.0f} | "
                      f"{v['env_steps']:,.0f} | {frac} | {v['wall_seconds']:.0f} |")
+    return "\n".join(lines) + "\n" + budget_table(out)
+
+
+def budget_table(out: dict[str, Any]) -> str:
+    """Every variant's mean held-out score at 25, 50 and 100 % of the dagger variant's env steps, and its steps and
+    wall seconds to 0.95 per seed ("-": not reached)."""
+    reference = out["variants"].get("dagger") or next(iter(out["variants"].values()))
+    ours = reference["env_steps"]
+    head = " | ".join(f"score at {int(100 * f)} % ({f * ours:,.0f} steps)" for f in BUDGETS)
+    lines = ["", f"| variant | {head} | steps to 0.95, per seed | seconds to 0.95, per seed |",
+             "| --- | " + " | ".join("---" for _ in BUDGETS) + " | --- | --- |"]
+    for name, v in out["variants"].items():
+        cells = []
+        for f in BUDGETS:
+            at = [score_at_budget([tuple(p) for p in c], f * ours) for c in v["curves"]]
+            known = [a for a in at if a is not None]
+            cells.append(f"{statistics.fmean(known):.3f}" if len(known) == len(at) and known else "no evaluation")
+        steps = ", ".join(f"{s:,.0f}" if s is not None else "-" for s in v["steps_to_0.95"])
+        secs = ", ".join(f"{s:.0f}" if s is not None else "-" for s in v.get("seconds_to_0.95", []))
+        lines.append(f"| {name} | {' | '.join(cells)} | {steps} | {secs or '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,7 +56,7 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dic
                                 for i in range(n)]
     actuators = names(mujoco.mjtObj.mjOBJ_ACTUATOR, model.nu)
     joint_ids = [int(model.actuator_trnid[i, 0]) for i in range(model.nu)]
-    default_qpos = [float(model.qpos0[model.jnt_qposadr[j]]) for j in joint_ids]
+    default_qpos = [float(q) for q in env.task.default_joint_positions(model)]
     offset, scale = np.asarray(backend.action_offset), np.asarray(backend.action_scale)
     return {
         "format": "robodistill-policy-1",
@@ -69,6 +69,7 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dic
         "observation_names": env.layout.labels("proprio"),
         "observation_terms": env.layout.describe_proprio(),
         "action_names": actuators,
+        "joint_names": [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joint_ids],
         "control_dt": env.dt,
         "physics_timestep": float(model.opt.timestep),
         "decimation": env.task.decimation,

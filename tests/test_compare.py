@@ -60,3 +60,20 @@ def test_markdown_table_reports_steps_to_target_as_a_fraction_of_the_teacher():
                    "wall_seconds": 3.0, "steps_to_0.95": [4000, 6000], "curves": []}}}
     table = markdown_table(out)
     assert "5,000 (5.0%), 2/2 seeds" in table
+
+
+def test_scores_at_equal_budgets_are_read_from_each_variants_curve():
+    from robodistill.compare import score_at_budget
+
+    curve = [(1000, 0.2), (2000, 0.6), (3000, 0.9), (4000, 0.97)]
+    assert [score_at_budget(curve, b) for b in (999, 1000, 2500, 4000)] == [None, 0.2, 0.6, 0.97]
+    out = {"task": "t", "seeds": 2, "teacher_env_steps": 100000, "eval_episodes": 10, "variants": {
+        "dagger": {"score_mean": 0.97, "score_std": 0.0, "scores": [0.97, 0.97], "labels": 4000, "env_steps": 4000,
+                   "wall_seconds": 3.0, "steps_to_0.95": [4000, 4000], "seconds_to_0.95": [2.5, 3.0],
+                   "curves": [curve, curve]},
+        "rsl_rl": {"score_mean": 0.5, "score_std": 0.0, "scores": [0.5, 0.5], "labels": 4000, "env_steps": 4000,
+                   "wall_seconds": 1.0, "steps_to_0.95": [None, None], "seconds_to_0.95": [None, None],
+                   "curves": [[(2000, 0.3), (4000, 0.5)], [(2000, 0.1), (4000, 0.5)]]}}}
+    table = markdown_table(out)
+    assert "| dagger | 0.200 | 0.600 | 0.970 | 4,000, 4,000 | 2, 3 |" in table
+    assert "| rsl_rl | no evaluation | 0.200 | 0.500 | -, - | -, - |" in table

@@ -54,3 +54,21 @@ def test_shipped_teacher_returns_as_much_on_warp_as_on_the_c_engine(task, episod
         returns[backend] = run_episodes(cfg, TeacherPolicy(teacher), episodes, seed=7).mean
     assert returns["mujoco"] > 0
     assert abs(returns["warp"] - returns["mujoco"]) <= 0.05 * abs(returns["mujoco"]), returns
+
+
+def test_the_pendulum_pipeline_runs_end_to_end_on_warp(tmp_path):
+    """Teacher, DAgger, paired evaluation and the verified export, all on MuJoCo Warp (tiny budgets)."""
+    import json
+
+    from robodistill.cli import main
+
+    from conftest import PENDULUM, TINY
+
+    run = tmp_path / "run"
+    sets = [*TINY, "env.backend=warp", "env.episode_length=40", "teacher.total_timesteps=1024",
+            "teacher.n_steps=64", "teacher.batch_size=128", "distill.eval_episodes=2", "distill.steps_per_iteration=10"]
+    assert main(["pipeline", str(PENDULUM), "--run-dir", str(run), *(a for s in sets for a in ("--set", s))]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["onnx_max_abs_diff"] <= 1e-5 and summary["teacher_env_steps"] >= 1024
+    assert rd.load_config(run / "config.yaml").env.backend == "warp"
+    assert (run / "export" / "policy.onnx").is_file()

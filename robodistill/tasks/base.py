@@ -218,6 +218,10 @@ class Task:
                          f" (valid: {', '.join(cls.REWARD_SCALES) or 'none, it declares no named terms'})")
                 raise ConfigError(f"unknown reward term task.reward_scales.{term} for task {cls.name!r}{extra}")
 
+    def default_joint_positions(self, model: Any) -> np.ndarray:
+        """The actuated joints' default pose ``[A]`` that a controller starts from (default: the model's qpos0)."""
+        return np.array([model.qpos0[model.jnt_qposadr[j]] for j in model.actuator_trnid[:, 0]])
+
     def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(offset [A], scale [A])`` mapping an action in [-1, 1] to actuator controls (default: ctrlrange)."""
         lo, hi = model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()

@@ -245,6 +245,10 @@ class Quadruped(Task):
                          + size[2] * model.hfield_data[model.hfield_adr[hid]:model.hfield_adr[hid] + nrow * ncol]
                          ).astype(np.float32)
 
+    def default_joint_positions(self, model: Any) -> np.ndarray:
+        """The standing pose of the model's keyframe, in actuator order."""
+        return self._home_qpos[self._leg_qpos].copy()
+
     def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Actions are offsets from the home pose: ``ctrl = home + scale * action`` (target angles, rad)."""
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
