@@ -5,7 +5,8 @@ test suite runs them). It writes ``benchmarks/results/gpu.json`` after every row
 that is set (the device tool fetches ``$OUT``), so a run cut short keeps what it measured. Sections, most
 important first, each timed and recorded even if a later one fails:
 
-1. physics steps/s of the quadruped on MuJoCo Warp at 1,024 / 4,096 / 8,192 environments (random actions,
+1. physics steps/s of the quadruped (its accelerator collision set, as configs/quadruped_gpu.yaml trains it) on
+   MuJoCo Warp at 1,024 / 4,096 / 8,192 environments (random actions,
    auto-reset; env steps/s x the task's decimation), against the C engine on every core at the same sizes, and
    MJX (JAX physics) at 4,096;
 2. the DAgger loop ÷ env-only on Warp at 4,096 environments (``configs/quadruped_gpu.yaml``'s student and sizes);
@@ -107,18 +108,20 @@ def run(quick: bool) -> list[dict[str, Any]]:
                       device=device)])
         log.info("section %s: %.0f s", name, time.perf_counter() - t0)
 
+    task = get_task_class(TASK)(collisions="accelerator")  # configs/quadruped_gpu.yaml's model
+
     def physics() -> list[dict[str, Any]]:
         new = []
         for batch in sizes["batches"]:
-            warp = _env_rate(TASK, batch, "warp", sizes["seconds"]) * decimation
-            c_engine = _env_rate(TASK, batch, "mujoco", sizes["seconds"]) * decimation
+            warp = _env_rate(task, batch, "warp", sizes["seconds"]) * decimation
+            c_engine = _env_rate(task, batch, "mujoco", sizes["seconds"]) * decimation
             new.append(row("physics_steps_per_s", TASK, batch, warp, c_engine, device=device,
                            unit=f"physics steps/s (warp vs C engine on {os.cpu_count()} cores)"))
         return new
 
     def mjx() -> list[dict[str, Any]]:
         batch = sizes["mjx_batch"]
-        rate = _env_rate(TASK, batch, "mjx", sizes["seconds"]) * decimation
+        rate = _env_rate(task, batch, "mjx", sizes["seconds"]) * decimation
         warp = next((r["value"] for r in rows if r["name"] == "physics_steps_per_s" and r["batch"] == batch), None)
         return [row("mjx_physics_steps_per_s", TASK, batch, rate, warp, device=device,
                     unit="physics steps/s (MJX's JAX physics vs warp)")]

@@ -60,7 +60,7 @@ def _batches(task: str, quick: bool, gpu: bool) -> list[int]:
     return [1, 16, 64] if quick else [1, 16, 64, 256]
 
 
-def _env_rate(task: str, batch: int, backend: str, seconds: float) -> float:
+def _env_rate(task: Any, batch: int, backend: str, seconds: float) -> float:
     """Env-steps/s of ``batch`` environments stepped with random actions for about ``seconds`` (after warm-up)."""
     import robodistill as rd
 

@@ -195,6 +195,13 @@ def _student_less_run(run_dir: Path, tmp_path: Path) -> Path:
     return bare
 
 
+def test_a_teacher_in_training_renders_without_a_student(run_dir, tmp_path):
+    bare = _student_less_run(run_dir, tmp_path)
+    out = tmp_path / "teacher.gif"
+    assert main(["render", str(bare), "--out", str(out), "--policies", "teacher,random", "--steps", "5"]) == 0
+    assert out.stat().st_size > 1000
+
+
 def test_view_without_display_exits_2_with_one_line(run_dir, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -118,7 +118,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.fps is not None and args.fps <= 0:
         raise UsageError(f"--fps must be > 0, got {args.fps}")
     command = parse_command(args.task_command)
-    cfg = load_run(args.run, args.overrides, parse_params(args.params))
+    # a teacher still in training (or a random policy) renders without a student
+    cfg = load_run(args.run, args.overrides, parse_params(args.params),
+                   need_student=bool({"student", "onnx"} & set(names)))
     _check_command(cfg, command)
     policies = {name: load_policy(args.run, name, cfg, args.seed) for name in names}
     steps = args.steps
