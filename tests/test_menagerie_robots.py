@@ -28,7 +28,11 @@ def test_the_menagerie_file_is_used_unedited_and_the_task_adds_what_it_reads():
     model = load_model(task)
     names = {mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_SENSOR, i) for i in range(model.nsensor)}
     assert {"imu_gyro", "imu_quat", "imu_vel", "trunk_touch", "FR_foot_touch"} <= names
-    assert {f"{j}_pos" for j in GO1_JOINTS} <= names and {f"{j}_torque" for j in GO1_JOINTS} <= names
+    for kind in ("pos", "vel", "torque"):
+        assert {f"{j}_{kind}" for j in GO1_JOINTS} <= names, kind
+    env = rd.make_env(task, 1)  # the student's observation is read from the added sensors, by name
+    assert env.layout.labels("proprio")[6:30] == [f"{j}_{kind}" for kind in ("pos", "vel") for j in GO1_JOINTS]
+    env.close()
     actuators = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(model.nu)]
     assert actuators == list(GO1_JOINTS)  # Unitree's order, FR FL RR RL, is the action order
     assert model.opt.timestep * task.decimation == pytest.approx(0.02)
