@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks.common import row
@@ -51,25 +50,10 @@ def _rate(name: str, collisions: str, backend: str, batch: int, steps: int) -> f
 
 
 def _c_engine_contacts(name: str, collisions: str) -> float:
-    import copy
+    from robodistill.sim.warp_backend import constraint_counts
 
-    import mujoco
-
-    from robodistill.sim.mujoco_backend import MujocoBackend
-
-    backend = MujocoBackend(_task(name, collisions), 16, 0, num_threads=1)
-    model, data = copy.deepcopy(backend.model), mujoco.MjData(backend.model)
-    rng, counts = np.random.default_rng(0), []
-    backend.reset()
-    for _ in range(100):
-        backend.step(rng.uniform(-1, 1, (16, backend.action_dim)))
-        for i in range(16):
-            backend.env_model(i, model)
-            mujoco.mj_setState(model, data, backend.env_physics_state(i), mujoco.mjtState.mjSTATE_FULLPHYSICS)
-            mujoco.mj_forward(model, data)
-            counts.append(data.ncon)
-    backend.close()
-    return float(np.mean(counts))
+    contacts, _ = constraint_counts(_task(name, collisions), envs=16, steps=100, seed=0)
+    return float(contacts.mean())
 
 
 def run(quick: bool) -> list[dict[str, Any]]:

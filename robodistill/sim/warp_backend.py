@@ -42,19 +42,16 @@ class ConstraintLoad(NamedTuple):
     rows_per_world: int  # buffer: njmax
 
 
-def measure_constraint_load(task: Task, envs: int = MEASURE_ENVS, steps: int = MEASURE_STEPS,
-                            seed: int = 12345) -> ConstraintLoad:
-    """Play ``task`` on the C engine under uniform random actions and size the contact buffers from what it uses.
-
-    Random actions are the worst case a run meets (robots fall, limbs hit the ground), so the counts cover
-    trained policies too; an overflow in a later run is still caught and counted as a fault.
-    """
+def constraint_counts(task: Task, envs: int = MEASURE_ENVS, steps: int = MEASURE_STEPS,
+                      seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
+    """Contacts and constraint rows ``[steps * envs]`` of every world after every control step of ``task`` on the C
+    engine under uniform random actions."""
     from robodistill.sim.mujoco_backend import MujocoBackend
 
     backend = MujocoBackend(task, envs, seed, num_threads=1)
     rng = np.random.default_rng(seed)
     model, data = copy.deepcopy(backend.model), mujoco.MjData(backend.model)
-    contacts = rows = 0
+    contacts, rows = [], []
     try:
         backend.reset()
         for _ in range(steps):
@@ -63,11 +60,27 @@ def measure_constraint_load(task: Task, envs: int = MEASURE_ENVS, steps: int = M
                 backend.env_model(i, model)
                 mujoco.mj_setState(model, data, backend.env_physics_state(i), mujoco.mjtState.mjSTATE_FULLPHYSICS)
                 mujoco.mj_forward(model, data)
-                contacts, rows = max(contacts, data.ncon), max(rows, data.nefc)
+                contacts.append(data.ncon)
+                rows.append(data.nefc)
     finally:
         backend.close()
+    return np.asarray(contacts), np.asarray(rows)
+
+
+def measure_constraint_load(task: Task, envs: int = MEASURE_ENVS, steps: int = MEASURE_STEPS,
+                            seed: int = 12345) -> ConstraintLoad:
+    """Size the contact buffers from what ``task`` uses on the C engine under random actions
+    (:func:`constraint_counts`).
+
+    Random actions are the worst case a run meets (robots fall, limbs hit the ground), so the counts cover
+    trained policies too; an overflow in a later run is still caught and counted as a fault.
+    """
+    contacts, rows = (int(c.max()) for c in constraint_counts(task, envs, steps, seed))
     return ConstraintLoad(contacts, rows, max(4, math.ceil(HEADROOM * contacts)),
                           max(8, math.ceil(HEADROOM * rows)))
+
+
+_LOADS: dict[tuple, ConstraintLoad] = {}  # measured buffer sizes by task, model, collision set, ranges, headroom
 
 
 class WarpBackend(MjxBackend):
@@ -78,7 +91,11 @@ class WarpBackend(MjxBackend):
 
     def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 1) -> None:
         self.contact_overflows = 0  # faults that were contact or constraint buffer overflows
-        self.load = measure_constraint_load(task)
+        # once per task and model in a process: a run builds its training, evaluation and validation batches alike
+        key = (type(task), str(task.mjcf_path), task.collisions, tuple(sorted(task.ranges.items())), HEADROOM)
+        if key not in _LOADS:
+            _LOADS[key] = measure_constraint_load(task)
+        self.load = _LOADS[key]
         super().__init__(task, num_envs, seed, num_threads)
         log.info("warp %s: buffers of %d contacts and %d constraint rows per world (measured peak %d and %d)",
                  task.name, self.load.contacts_per_world, self.load.rows_per_world, self.load.max_contacts,

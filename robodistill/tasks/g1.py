@@ -21,11 +21,10 @@ import mujoco
 import numpy as np
 
 from robodistill.tasks.base import (
-    Array, CommandTerm, ExtraTerm, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, index_set,
-    transform_sensor,
+    Array, ExtraTerm, ParamSpec, ParamsTerm, SensorTerm, SimArrays, index_set, transform_sensor,
 )
 from robodistill.tasks.menagerie import menagerie_file
-from robodistill.tasks.quadruped import Quadruped
+from robodistill.tasks.quadruped import Quadruped, pd_gain_fields, proprio_terms_for, sensor_slice
 from robodistill.tasks.sensors import ActuatorTorques, Imu, JointEncoders, SiteSensor, Velocimeter
 
 SIDES = ("left", "right")
@@ -48,23 +47,12 @@ class G1(Quadruped):
     TIMESTEP = 0.004
     joints = G1_JOINTS
     legs = SIDES
-    proprio_terms = (
-        SensorTerm("imu_gyro", noise_std=0.2),
-        SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.05),
-        *(SensorTerm(f"{j}_pos", noise_std=0.01) for j in G1_JOINTS),
-        *(SensorTerm(f"{j}_vel", noise_std=1.5) for j in G1_JOINTS),
-        PrevActionTerm(),
-        CommandTerm(),
-    )
+    proprio_terms = proprio_terms_for(G1_JOINTS)
     privileged_terms = (SensorTerm("imu_vel"), ExtraTerm("foot_contact", 2), ParamsTerm(), ExtraTerm("base_height", 1))
     params = {
         "friction": ParamSpec(0.6, 0.4, 1.0, "sliding friction of the feet and the floor"),
         "payload_mass": ParamSpec(0.0, -1.0, 3.0, "mass added to the torso, kg"),
-        "motor_strength": ParamSpec(1.0, 0.9, 1.1, "scale of every actuator's gains and torque limit"),
-        "kp_scale": ParamSpec(1.0, 0.85, 1.15, "scale of the PD stiffness Kp"),
-        "kd_scale": ParamSpec(1.0, 0.8, 1.2, "scale of the PD damping Kd"),
-        "latency": ParamSpec(0.0, 0.0, 0.5, "fraction of the control step still driven by the previous action"),
-        "push_step": ParamSpec(-1.0, 100.0, 900.0, "control step of the episode's push (< 0: never)"),
+        **{p: Quadruped.params[p] for p in ("motor_strength", "kp_scale", "kd_scale", "latency", "push_step")},
         "push_vx": ParamSpec(0.0, -0.5, 0.5, "push: change of base velocity along world x, m/s"),
         "push_vy": ParamSpec(0.0, -0.5, 0.5, "push: change of base velocity along world y, m/s"),
     }
@@ -111,9 +99,7 @@ class G1(Quadruped):
     def bind(self, model: Any) -> None:
         """Sensor slices, joint addresses, the standing pose and the torso."""
         def sensor(name: str) -> slice:
-            sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
-            adr = int(model.sensor_adr[sid])
-            return slice(adr, adr + int(model.sensor_dim[sid]))
+            return sensor_slice(model, name, self.name)
 
         self._s = {n: sensor(n) for n in ("imu_gyro", "imu_quat", "imu_vel")}
         self._touch_cols = np.array([sensor(f"{side}_foot_touch").start for side in SIDES])
@@ -148,14 +134,7 @@ class G1(Quadruped):
         friction = index_set(tile(nominal["geom_friction"]), (rows, slice(None), 0), params["friction"][:, None])
         body_mass = index_set(tile(nominal["body_mass"]), (rows, self._torso),
                               nominal["body_mass"][self._torso] + params["payload_mass"])
-        kp = nominal["actuator_gainprm"][None, :, 0] * (params["kp_scale"] * params["motor_strength"])[:, None]
-        kd = -nominal["actuator_biasprm"][None, :, 2] * (params["kd_scale"] * params["motor_strength"])[:, None]
-        gainprm = index_set(tile(nominal["actuator_gainprm"]), (rows, slice(None), 0), kp)
-        biasprm = index_set(tile(nominal["actuator_biasprm"]), (rows, slice(None), 1), -kp)
-        biasprm = index_set(biasprm, (rows, slice(None), 2), -kd)
-        forcerange = nominal["actuator_forcerange"][None] * params["motor_strength"][:, None, None]
-        return {"geom_friction": friction, "body_mass": body_mass, "actuator_gainprm": gainprm,
-                "actuator_biasprm": biasprm, "actuator_forcerange": forcerange}
+        return {"geom_friction": friction, "body_mass": body_mass, **pd_gain_fields(nominal, params, tile, xp)}
 
     def _contacts(self, sim: SimArrays) -> Array:
         return sim.sensordata[:, self._touch_cols] > self.CONTACT_FORCE  # [B, 2]
@@ -176,23 +155,12 @@ class G1(Quadruped):
                      xp: Any) -> dict[str, Array]:
         """legged_gym's velocity-tracking terms; ``feet_air`` pays for exactly one foot on the ground while moving
         (a stateless stand-in for feet air time), ``alive`` for every step upright."""
-        vel = sim.sensordata[:, self._s["imu_vel"]]
-        gyro = sim.sensordata[:, self._s["imu_gyro"]]
-        gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)
         contacts = self._contacts(sim)
-        moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
         single = contacts[:, 0] != contacts[:, 1]
-        lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
         return {
-            "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),
-            "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
-            "lin_vel_z": vel[:, 2] ** 2,
-            "ang_vel_xy": xp.sum(gyro[:, :2] ** 2, axis=-1),
-            "orientation": xp.sum(gravity[:, :2] ** 2, axis=-1),
-            "torques": xp.sum(sim.sensordata[:, self._torque_cols] ** 2, axis=-1),
-            "action_rate": xp.sum((action - prev_action) ** 2, axis=-1),
-            "feet_air": single * moving * 1.0,
-            "alive": 0.0 * gyro[:, 0] + 1.0,
+            **self._base_terms(sim, action, prev_action, command, xp),
+            "feet_air": single * self._moving(command, xp) * 1.0,
+            "alive": 0.0 * sim.qpos[:, 0] + 1.0,
         }
 
     def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:

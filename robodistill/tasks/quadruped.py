@@ -103,8 +103,30 @@ def _yaw_from_quat(quat: Array, xp: Any) -> Array:
     return xp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def sensor_slice(model: Any, name: str, task: str) -> slice:
+    """The ``sensordata`` columns of the sensor called ``name`` (a ValueError naming the task if it is missing)."""
+    sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
+    if sid < 0:
+        raise ValueError(f"{task} MJCF lacks sensor {name!r}")
+    adr = int(model.sensor_adr[sid])
+    return slice(adr, adr + int(model.sensor_dim[sid]))
+
+
+def pd_gain_fields(nominal: dict[str, Array], params: dict[str, Array], tile: Any, xp: Any) -> dict[str, Array]:
+    """Position actuators' Kp and Kd scaled by ``kp_scale``, ``kd_scale`` and ``motor_strength``, and their torque
+    limits by ``motor_strength``: ``actuator_gainprm``, ``actuator_biasprm``, ``actuator_forcerange`` ``[B, ...]``."""
+    rows, all_actuators = slice(None), slice(None)
+    kp = nominal["actuator_gainprm"][None, :, 0] * (params["kp_scale"] * params["motor_strength"])[:, None]
+    kd = -nominal["actuator_biasprm"][None, :, 2] * (params["kd_scale"] * params["motor_strength"])[:, None]
+    gainprm = index_set(tile(nominal["actuator_gainprm"]), (rows, all_actuators, 0), kp)
+    biasprm = index_set(tile(nominal["actuator_biasprm"]), (rows, all_actuators, 1), -kp)
+    biasprm = index_set(biasprm, (rows, all_actuators, 2), -kd)
+    forcerange = nominal["actuator_forcerange"][None] * params["motor_strength"][:, None, None]
+    return {"actuator_gainprm": gainprm, "actuator_biasprm": biasprm, "actuator_forcerange": forcerange}
+
+
 def proprio_terms_for(joints: tuple[str, ...]) -> tuple[Term, ...]:
-    """What a quadruped's controller reads: IMU gyro and gravity, joint encoders (``<actuator>_pos``/``_vel``),
+    """What a legged robot's controller reads: IMU gyro and gravity, joint encoders (``<actuator>_pos``/``_vel``),
     its last action and the command, with sensor noise."""
     return (
         SensorTerm("imu_gyro", noise_std=0.2),
@@ -199,11 +221,7 @@ class Quadruped(Task):
     def bind(self, model: Any) -> None:
         """Look up sensor slices, joint/dof ids, the home pose and the height field's data."""
         def sensor(name: str) -> slice:
-            sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
-            if sid < 0:
-                raise ValueError(f"quadruped MJCF lacks sensor {name!r}")
-            adr = int(model.sensor_adr[sid])
-            return slice(adr, adr + int(model.sensor_dim[sid]))
+            return sensor_slice(model, name, self.name)
 
         self._s = {name: sensor(name) for name in (
             "imu_gyro", "imu_quat", "imu_vel", "trunk_touch",
@@ -297,19 +315,13 @@ class Quadruped(Task):
         body_ipos = index_set(tile(nominal["body_ipos"]), (all_rows, b), nominal["body_ipos"][b] + ipos)
         body_inertia = index_set(tile(nominal["body_inertia"]), (all_rows, b),
                                  nominal["body_inertia"][b][None, :] * (mass / m0)[:, None])
-        kp = nominal["actuator_gainprm"][None, :, 0] * (params["kp_scale"] * params["motor_strength"])[:, None]
-        kd = -nominal["actuator_biasprm"][None, :, 2] * (params["kd_scale"] * params["motor_strength"])[:, None]
-        gainprm = index_set(tile(nominal["actuator_gainprm"]), (all_rows, slice(None), 0), kp)
-        biasprm = index_set(tile(nominal["actuator_biasprm"]), (all_rows, slice(None), 1), -kp)
-        biasprm = index_set(biasprm, (all_rows, slice(None), 2), -kd)
-        forcerange = nominal["actuator_forcerange"][None] * params["motor_strength"][:, None, None]
         damping = index_set(tile(nominal["dof_damping"]), (all_rows, self._leg_dofs),
                             xp.broadcast_to(params["joint_damping"][:, None], (n, len(self.joints))))
         armature = index_set(tile(nominal["dof_armature"]), (all_rows, self._leg_dofs),
                              xp.broadcast_to(params["armature"][:, None], (n, len(self.joints))))
         return {"geom_friction": friction, "geom_pos": geom_pos, "body_mass": body_mass, "body_ipos": body_ipos,
-                "body_inertia": body_inertia, "actuator_gainprm": gainprm, "actuator_biasprm": biasprm,
-                "actuator_forcerange": forcerange, "dof_damping": damping, "dof_armature": armature}
+                "body_inertia": body_inertia, **pd_gain_fields(nominal, params, tile, xp), "dof_damping": damping,
+                "dof_armature": armature}
 
     def applied_action(self, action: Array, prev_action: Array, params: dict[str, Array], xp: Any) -> Array:
         """Latency as a blend: the previous action still drives a ``latency`` fraction of the step."""
@@ -387,17 +399,31 @@ class Quadruped(Task):
         episodes, all terrain): ``feet_air`` alone trains a hopping gait with three feet up 35 % of the time and
         19 % falls; ``feet_trot`` a trot (a diagonal pair up 64 % of the time) with 12.5 % falls.
         """
+        q = sim.qpos[:, self._leg_qpos]  # [B, 12]
+        contacts = self._contacts(sim)
+        moving = self._moving(command, xp)
+        thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
+        fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in LEGS)
+        trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
+        return {
+            **self._base_terms(sim, action, prev_action, command, xp),
+            "feet_air": xp.minimum(xp.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
+            "feet_trot": trot * moving * 1.0,
+            "collision": xp.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
+            + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
+            "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
+                                     axis=-1),
+        }
+
+    def _base_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                    xp: Any) -> dict[str, Array]:
+        """legged_gym's terms of the base's motion and the effort, shared by every legged task: velocity tracking,
+        vertical and roll/pitch rates, tilt, torques and action rate, each ``[B]``."""
         vel = sim.sensordata[:, self._s["imu_vel"]]  # body-frame linear velocity [B, 3]
         gyro = sim.sensordata[:, self._s["imu_gyro"]]  # body-frame angular velocity [B, 3]
         gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)  # [B, 3]
-        torque = sim.sensordata[:, self._torque_cols]  # [B, 12]
-        q = sim.qpos[:, self._leg_qpos]  # [B, 12]
-        contacts = self._contacts(sim)
-        moving = xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
-        thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
+        torque = sim.sensordata[:, self._torque_cols]  # [B, A]
         lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
-        fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in LEGS)
-        trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
         return {
             "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),
             "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
@@ -406,13 +432,12 @@ class Quadruped(Task):
             "orientation": xp.sum(gravity[:, :2] ** 2, axis=-1),
             "torques": xp.sum(torque**2, axis=-1),
             "action_rate": xp.sum((action - prev_action) ** 2, axis=-1),
-            "feet_air": xp.minimum(xp.sum(1.0 - contacts, axis=-1), 2.0) / 2.0 * moving,
-            "feet_trot": trot * moving * 1.0,
-            "collision": xp.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
-            + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
-            "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
-                                     axis=-1),
         }
+
+    @staticmethod
+    def _moving(command: Array, xp: Any) -> Array:
+        """Episodes commanding a horizontal velocity ``[B]`` (bool)."""
+        return xp.sqrt(xp.sum(command[:, :2] ** 2, axis=-1)) > 0.1
 
     def weighted_reward_terms(self, terms: dict[str, Array]) -> dict[str, Array]:
         """``scale_k * term_k * dt`` (legged_gym's weighting)."""
