@@ -62,3 +62,34 @@ def test_yaml_config_resolves_mjcf_next_to_it(tmp_path: Path) -> None:
     env = make_env(make_task(cfg), 2, seed=0)
     assert np.isfinite(env.reset()["proprio"].numpy()).all()
     env.close()
+
+
+@pytest.mark.parametrize("robot", ["half_cheetah", "walker2d"])
+def test_gymnasiums_robots_load_unedited_with_the_sensors_their_tasks_declare(robot: str) -> None:
+    import hashlib
+
+    import robodistill as rd
+
+    cfg = rd.load_config(EXAMPLES / f"{robot}.yaml")
+    task = make_task(cfg)
+    digest = hashlib.sha256(task.mjcf_path.read_bytes()).hexdigest()
+    assert "gymnasium" in task.mjcf_path.parts and "<sensor" not in task.mjcf_path.read_text()
+    env = make_env(task, 8, seed=0)
+    labels = env.layout.labels("proprio")
+    assert len(labels) == 6 + 6 + 3 + 3 + env.action_dim  # encoders (pos, vel), gyro, gravity, last action
+    assert labels[0].endswith("_pos") and labels[6].endswith("_vel") and labels[12:15] == [
+        "imu_gyro[0]", "imu_gyro[1]", "imu_gyro[2]"]
+    assert len(set(labels)) == len(labels)  # walker2d's motors are unnamed: its encoders take the joints' names
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(200):
+        obs, reward, terminated, _, _ = env.step(torch.rand(8, env.action_dim, generator=gen) * 2 - 1)
+        assert torch.isfinite(obs["privileged"]).all() and torch.isfinite(reward).all()
+        ended += int(terminated.sum())
+    env.close()
+    if robot == "walker2d":
+        assert ended >= 1  # random actions topple it within 1.6 s
+    else:
+        assert ended == 0  # the cheetah's episodes only end on time
+    assert hashlib.sha256(task.mjcf_path.read_bytes()).hexdigest() == digest  # the file stays as gymnasium ships it

@@ -47,6 +47,11 @@ def test_accelerator_collisions_keep_feet_and_trunk_and_fit_mjx_in_24_slots():
     assert colliding == {"FR", "FL", "RR", "RL", "trunk_collision", "terrain", "floor"}
     assert int((full.geom_conaffinity | full.geom_contype).astype(bool).sum()) > 20  # the full model keeps its own
     assert mjx.make_data(accel)._impl.contact.dist.shape[0] == 24
+    # Playground's contact model on the accelerator set; Menagerie's own (elliptic cones, condim 6 feet) on the full
+    assert (accel.opt.cone, accel.opt.impratio, int(accel.geom_condim.max())) == (mujoco.mjtCone.mjCONE_PYRAMIDAL,
+                                                                                  1.0, 3)
+    assert (full.opt.cone, full.opt.impratio, int(full.geom_condim.max())) == (mujoco.mjtCone.mjCONE_ELLIPTIC,
+                                                                               100.0, 6)
 
 
 @pytest.mark.parametrize("collisions", ["full", "accelerator"])

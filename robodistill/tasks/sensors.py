@@ -21,7 +21,8 @@ _SENS = mujoco.mjtSensor
 
 @dataclass(frozen=True)
 class JointEncoders:
-    """``<name>_pos`` and ``<name>_vel`` (jointpos, jointvel) for each actuated joint, named after its actuator."""
+    """``<name>_pos`` and ``<name>_vel`` (jointpos, jointvel) for each actuated joint, named after its actuator
+    (after the joint where the actuator has no name, as in gymnasium's models)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def add_sensors(spec: mujoco.MjSpec, declared: tuple[DeclaredSensor, ...]) -> bo
     for entry in declared:
         if isinstance(entry, JointEncoders):
             for act in spec.actuators:
-                add(f"{act.name}_pos", _SENS.mjSENS_JOINTPOS, _OBJ.mjOBJ_JOINT, act.target)
-                add(f"{act.name}_vel", _SENS.mjSENS_JOINTVEL, _OBJ.mjOBJ_JOINT, act.target)
+                add(f"{act.name or act.target}_pos", _SENS.mjSENS_JOINTPOS, _OBJ.mjOBJ_JOINT, act.target)
+                add(f"{act.name or act.target}_vel", _SENS.mjSENS_JOINTVEL, _OBJ.mjOBJ_JOINT, act.target)
         elif isinstance(entry, ActuatorTorques):
             for act in spec.actuators:
                 add(f"{act.name}_torque", _SENS.mjSENS_ACTUATORFRC, _OBJ.mjOBJ_ACTUATOR, act.name)

@@ -1,0 +1,132 @@
+"""Two robots from outside this repository, brought in unedited: gymnasium's HalfCheetah and Walker2d MJCF files.
+
+The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
+Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
+and the compiler adds it (docs/custom_robot.md): joint encoders for the actuated joints, an IMU at a site on the
+torso, and, for the teacher only, the torso's velocity and position. Reward and termination follow gymnasium's
+v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
+
+Name them in a config with ``task.entry_point: gym_robots:HalfCheetah`` or ``gym_robots:Walker2d`` (this folder
+on ``PYTHONPATH``); ``half_cheetah.yaml`` and ``walker2d.yaml`` here train their teachers and leave ``student``
+and ``distill`` at the package defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+
+from robodistill.tasks.base import (
+    Array, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task, Term, index_set,
+)
+from robodistill.tasks.sensors import Imu, JointEncoders, SiteSensor, Velocimeter
+
+GYM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
+
+
+def proprio_terms_for(joints: tuple[str, ...]) -> tuple[Term, ...]:
+    """Noisy joint encoders (as the declared ``JointEncoders`` name them), the IMU (body rates, gravity in the
+    torso frame) and the last action."""
+    return (*(SensorTerm(f"{j}_pos", noise_std=0.01) for j in joints),
+            *(SensorTerm(f"{j}_vel", noise_std=0.1) for j in joints),
+            SensorTerm("imu_gyro", noise_std=0.05),
+            SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.01), PrevActionTerm())
+
+
+class PlanarRobot(Task):
+    """A planar gymnasium robot (root joints ``rootx``, ``rootz``, ``rooty``) that runs forward along +x."""
+
+    SENSORS = (JointEncoders(), Imu(site="imu"), Velocimeter(site="imu", name="torso_vel"),
+               SiteSensor("framepos", "imu", "torso_pos"))
+    privileged_terms = (SensorTerm("torso_vel"), SensorTerm("torso_pos"), ParamsTerm())
+    params = {
+        "friction": ParamSpec(1.0, 0.6, 1.4, "scale of every geom's sliding friction"),
+        "mass_scale": ParamSpec(1.0, 0.8, 1.2, "scale of every link's mass and inertia"),
+        "motor_strength": ParamSpec(1.0, 0.8, 1.2, "scale of the motors' gear (peak torque)"),
+    }
+    model_fields = ("geom_friction", "body_mass", "body_inertia", "actuator_gear")
+    REWARD_SCALES: ClassVar[dict[str, float]] = {"forward": 1.0, "ctrl": -0.1}
+    RESET_NOISE = (0.1, 0.1)  # uniform qpos, normal qvel
+
+    def edit_spec(self, spec: Any) -> bool:
+        """The IMU's site at the torso's origin; then the declared sensors (:meth:`Task.edit_spec`)."""
+        spec.body("torso").add_site(name="imu", size=[0.01, 0, 0])
+        super().edit_spec(spec)
+        return True
+
+    def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
+                      nv: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's rest pose perturbed as gymnasium does: uniform on positions, normal on velocities."""
+        pos_noise, vel_noise = self.RESET_NOISE
+        qpos = qpos0[None, :] + rng.uniform(-pos_noise, pos_noise, size=(n, qpos0.shape[0]))
+        return qpos, vel_noise * rng.standard_normal((n, nv))
+
+    def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:
+        """Friction scale on every geom, scaled masses and inertias, scaled gears."""
+        n = params["friction"].shape[0]
+        tile = lambda a: xp.broadcast_to(a, (n,) + a.shape)  # noqa: E731
+        friction = index_set(tile(nominal["geom_friction"]), (slice(None), slice(None), 0),
+                             nominal["geom_friction"][None, :, 0] * params["friction"][:, None])
+        gear = index_set(tile(nominal["actuator_gear"]), (slice(None), slice(None), 0),
+                         nominal["actuator_gear"][None, :, 0] * params["motor_strength"][:, None])
+        scale = params["mass_scale"]
+        return {"geom_friction": friction, "body_mass": nominal["body_mass"][None, :] * scale[:, None],
+                "body_inertia": nominal["body_inertia"][None, :, :] * scale[:, None, None], "actuator_gear": gear}
+
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Forward velocity of the root and the control cost's squared actions."""
+        return {"forward": sim.qvel[:, 0], "ctrl": xp.sum(action**2, axis=-1)}
+
+
+class HalfCheetah(PlanarRobot):
+    """gymnasium's HalfCheetah-v5: run forward; no termination, 1,000 control steps of 0.05 s."""
+
+    name = "half_cheetah"
+    mjcf = GYM_ASSETS / "half_cheetah.xml"
+    episode_length = 1000
+    decimation = 5
+    proprio_terms = proprio_terms_for(("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"))
+
+    def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
+        """Never, unless the state blows up."""
+        return ~xp.all(xp.isfinite(sim.qvel) & (xp.abs(sim.qvel) < 1e3), axis=-1)
+
+
+class Walker2d(PlanarRobot):
+    """gymnasium's Walker2d-v5: walk forward on two legs; the episode ends when the torso falls or tips over."""
+
+    name = "walker2d"
+    mjcf = GYM_ASSETS / "walker2d_v5.xml"
+    episode_length = 1000  # control steps of 0.008 s
+    decimation = 4
+    proprio_terms = proprio_terms_for(("thigh_joint", "leg_joint", "foot_joint",
+                                       "thigh_left_joint", "leg_left_joint", "foot_left_joint"))
+    REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
+    RESET_NOISE = (5e-3, 5e-3)
+    HEIGHT_RANGE = (0.8, 2.0)  # m, the torso's
+    MAX_ANGLE = 1.0  # rad
+
+    def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
+                      nv: int) -> tuple[np.ndarray, np.ndarray]:
+        """gymnasium's Walker2d reset: uniform noise of ±5e-3 on positions and velocities."""
+        noise = self.RESET_NOISE[0]
+        qpos = qpos0[None, :] + rng.uniform(-noise, noise, size=(n, qpos0.shape[0]))
+        return qpos, rng.uniform(-noise, noise, size=(n, nv))
+
+    def _healthy(self, sim: SimArrays, xp: Any) -> Array:
+        height, angle = sim.qpos[:, 1], sim.qpos[:, 2]
+        low, high = self.HEIGHT_RANGE
+        return (height > low) & (height < high) & (xp.abs(angle) < self.MAX_ANGLE)
+
+    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
+                     xp: Any) -> dict[str, Array]:
+        """Forward velocity, being healthy (alive bonus), and the control cost."""
+        return {**super().reward_terms(sim, action, prev_action, command, xp), "healthy": self._healthy(sim, xp) * 1.0}
+
+    def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
+        """The torso left its height range or tipped beyond 1 rad."""
+        return ~self._healthy(sim, xp)
