@@ -115,16 +115,17 @@ def load_episodes(path: Path, model: mujoco.MjModel, n: int | None, seed: int, c
 
 def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData, slices: dict[str, slice],
                 reward: Any, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray | None, steps: int,
-                decimation: int, horizon: int) -> tuple[float, int, float]:
-    """One episode from ``(qpos, qvel)``: its return, its length, and its return over the first ``horizon`` steps
-    (it ends at the first termination, truncation by the reward table's ``truncated`` where it has one, or fault)."""
+                decimation: int, horizon: int) -> tuple[float, int, float, bool]:
+    """One episode from ``(qpos, qvel)``: its return, its length, its return over the first ``horizon`` steps, and
+    whether it failed (it ends at the first termination, which is a failure, as is a fault; or at a truncation by
+    the reward table's ``truncated`` where it has one)."""
     mujoco.mj_resetData(model, data)
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
     ctrl.reset()
     cmd = np.zeros((1, 0)) if command is None else command.reshape(1, -1)  # [1, C]
     prev = np.zeros((1, model.nu))
-    total, length, early = 0.0, 0, None
+    total, length, early, failed = 0.0, 0, None, False
     for t in range(steps):
         if t == horizon:
             early = total
@@ -136,16 +137,18 @@ def run_episode(ctrl: OnnxController, model: mujoco.MjModel, data: mujoco.MjData
             mujoco.mj_step(model, data)
         length += 1
         if data.time <= time_before or not np.isfinite(data.qpos).all():  # MuJoCo reset a diverged simulation
+            failed = True
             break
         a = ctrl.normalized(action).reshape(1, -1)  # [1, A] in [-1, 1]
         sim = (data.qpos[None, :], data.qvel[None, :], data.sensordata[None, :])
         total += float(reward.reward(*sim, a, prev, cmd)[0])
         prev = a
         if bool(reward.terminated(*sim, cmd)[0]):
+            failed = True
             break
         if hasattr(reward, "truncated") and bool(reward.truncated(*sim, cmd)[0]):
             break
-    return total, length, total if early is None else early
+    return total, length, total if early is None else early, failed
 
 
 def evaluate(policy: Path, episodes: int | None = None, seed: int = 0, mjcf: str | None = None,
@@ -172,18 +175,19 @@ def evaluate(policy: Path, episodes: int | None = None, seed: int = 0, mjcf: str
     data = mujoco.MjData(model)
     n = int(eps["qpos"].shape[0])
     returns, lengths, early = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n)
+    failed = np.zeros(n, dtype=bool)
     horizon = int(eps.get("horizon", DEFAULT_HORIZON))
     for i in range(n):
         for field in nominal:  # the recorded model of episode i (the task's per-episode model fields)
             getattr(model, field)[...] = eps[f"model.{field}"][i]
         cmd = eps["command"][i] if command_dim else None
-        returns[i], lengths[i], early[i] = run_episode(ctrl, model, data, slices, reward, eps["qpos"][i],
+        returns[i], lengths[i], early[i], failed[i] = run_episode(ctrl, model, data, slices, reward, eps["qpos"][i],
                                                        eps["qvel"][i], cmd, int(meta["episode_length"]),
                                                        int(meta["decimation"]), horizon)
     out: dict[str, Any] = {
         "policy": str(policy), "task": meta["task"], "mjcf": str(mjcf_path), "episodes": n,
         "episode_source": eps["source"], "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-        "mean_length": float(lengths.mean()), "returns": returns.tolist(), "lengths": lengths.tolist(),
+        "mean_length": float(lengths.mean()), "failure_rate": float(failed.mean()), "returns": returns.tolist(), "lengths": lengths.tolist(),
         "horizon": horizon, "horizon_returns": early.tolist(),
         "latency_us": {k: ctrl.latency[k] for k in ("p50_us", "p99_us", "max_us")},
     }
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         gap = (f", reference {result['reference_mean_return']:.2f} (gap {100 * result['relative_gap']:.2f}%)"
                if "reference_mean_return" in result else "")
         print(f"{result['task']}: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
-              f"{result['episodes']} episodes ({result['episode_source']}){gap}; controller p50 "
+              f"{result['episodes']} episodes ({result['episode_source']}){gap}; "
+              f"{100 * result['failure_rate']:.1f}% ended by a termination or fault; controller p50 "
               f"{result['latency_us']['p50_us']:.1f} µs, p99 {result['latency_us']['p99_us']:.1f} µs")
     return 0
 

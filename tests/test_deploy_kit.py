@@ -335,3 +335,17 @@ def test_export_under_non_default_reward_scales_reproduces_the_student(tmp_path)
     meta = json.loads((tmp_path / "policy.json").read_text())
     assert meta["reward_scales"]["termination"] == -100.0 and meta["reward_scales"]["tracking_lin_vel"] == 2.0
     assert info["sim2sim_rel_diff"] < 1e-3, info
+
+
+def test_sim2sim_reports_the_share_of_episodes_that_failed(tmp_path):
+    """An untrained hopper student falls: the kit counts the episodes a termination ended, not the truncated ones."""
+    cfg = rd.load_config(Path(__file__).resolve().parents[1] / "configs" / "hopper.yaml",
+                         overrides=["env.episode_length=22", "export.parity_steps=20", "export.parity_envs=2"])
+    export_run(cfg, _untrained_student(cfg), tmp_path, sim2sim_episodes=6)
+    proc = subprocess.run([sys.executable, str(KIT / "sim2sim.py"), str(tmp_path / "policy.onnx"), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    ended_early = np.asarray(out["lengths"]) < 22
+    assert 0 < ended_early.sum() < len(ended_early), out["lengths"]  # some fell, some lasted the episode
+    assert out["failure_rate"] == pytest.approx(ended_early.mean())
