@@ -3,7 +3,8 @@
 The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
 and the compiler adds it (docs/custom_robot.md): joint encoders for the actuated joints, an IMU at a site on the
-torso, and, for the teacher only, the torso's velocity and position. Reward and termination follow gymnasium's
+torso, and, for the teacher only, the torso's velocity and height (never its x position, which grows without bound
+as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination follow gymnasium's
 v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
 
 Name them in a config with ``task.entry_point: gym_robots:HalfCheetah`` or ``gym_robots:Walker2d`` (this folder
@@ -20,9 +21,9 @@ import gymnasium
 import numpy as np
 
 from robodistill.tasks.base import (
-    Array, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task, Term, index_set,
+    Array, ExtraTerm, ParamSpec, ParamsTerm, PrevActionTerm, SensorTerm, SimArrays, Task, Term, index_set,
 )
-from robodistill.tasks.sensors import Imu, JointEncoders, SiteSensor, Velocimeter
+from robodistill.tasks.sensors import Imu, JointEncoders, Velocimeter
 
 GYM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
 
@@ -39,9 +40,8 @@ def proprio_terms_for(joints: tuple[str, ...]) -> tuple[Term, ...]:
 class PlanarRobot(Task):
     """A planar gymnasium robot (root joints ``rootx``, ``rootz``, ``rooty``) that runs forward along +x."""
 
-    SENSORS = (JointEncoders(), Imu(site="imu"), Velocimeter(site="imu", name="torso_vel"),
-               SiteSensor("framepos", "imu", "torso_pos"))
-    privileged_terms = (SensorTerm("torso_vel"), SensorTerm("torso_pos"), ParamsTerm())
+    SENSORS = (JointEncoders(), Imu(site="imu"), Velocimeter(site="imu", name="torso_vel"))
+    privileged_terms = (SensorTerm("torso_vel"), ExtraTerm("torso_height", 1), ParamsTerm())
     params = {
         "friction": ParamSpec(1.0, 0.6, 1.4, "scale of every geom's sliding friction"),
         "mass_scale": ParamSpec(1.0, 0.8, 1.2, "scale of every link's mass and inertia"),
@@ -56,6 +56,12 @@ class PlanarRobot(Task):
         spec.body("torso").add_site(name="imu", size=[0.01, 0, 0])
         super().edit_spec(spec)
         return True
+
+    def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
+        """``torso_height``: the root's vertical slide joint ``[B, 1]``."""
+        if name != "torso_height":
+            return super().extra_observation(name, sim, params, xp)
+        return sim.qpos[:, 1:2]
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
