@@ -1,4 +1,4 @@
-"""Two robots from outside this repository, brought in unedited: gymnasium's HalfCheetah and Walker2d MJCF files.
+"""Robots from outside this repository, brought in unedited: gymnasium's Walker2d, Ant and HalfCheetah MJCF files.
 
 The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
@@ -7,9 +7,9 @@ torso, and, for the teacher only, the torso's velocity and height (never its x p
 as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination follow gymnasium's
 v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
 
-Name them in a config with ``task.entry_point: gym_robots:HalfCheetah`` or ``gym_robots:Walker2d`` (this folder
-on ``PYTHONPATH``); ``half_cheetah.yaml`` and ``walker2d.yaml`` here train their teachers and leave ``student``
-and ``distill`` at the package defaults.
+Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Ant``, ``HalfCheetah``; this folder on
+``PYTHONPATH``); ``walker2d.yaml``, ``ant.yaml`` and ``half_cheetah.yaml`` here train their teachers and leave
+``student`` and ``distill`` at the package defaults.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def proprio_terms_for(joints: tuple[str, ...]) -> tuple[Term, ...]:
             SensorTerm("imu_quat", transform="projected_gravity", noise_std=0.01), PrevActionTerm())
 
 
-class PlanarRobot(Task):
-    """A planar gymnasium robot (root joints ``rootx``, ``rootz``, ``rooty``) that runs forward along +x."""
+class GymRobot(Task):
+    """A gymnasium locomotion robot whose root body is ``torso``: run forward along +x without falling."""
 
     SENSORS = (JointEncoders(), Imu(site="imu"), Velocimeter(site="imu", name="torso_vel"))
     privileged_terms = (SensorTerm("torso_vel"), ExtraTerm("torso_height", 1), ParamsTerm())
@@ -48,8 +48,11 @@ class PlanarRobot(Task):
         "motor_strength": ParamSpec(1.0, 0.8, 1.2, "scale of the motors' gear (peak torque)"),
     }
     model_fields = ("geom_friction", "body_mass", "body_inertia", "actuator_gear")
-    REWARD_SCALES: ClassVar[dict[str, float]] = {"forward": 1.0, "ctrl": -0.1}
-    RESET_NOISE = (0.1, 0.1)  # uniform qpos, normal qvel
+    REWARD_SCALES: ClassVar[dict[str, float]] = {"forward": 1.0, "healthy": 0.0, "ctrl": -0.1}
+    RESET_NOISE = (0.1, 0.1)  # qpos uniform, qvel normal (gymnasium's scales)
+    HEIGHT_QPOS = 1  # the torso height's qpos entry: the root's z slide (planar robots) or z (a free joint: 2)
+    HEIGHT_RANGE: ClassVar[tuple[float, float] | None] = None  # m; outside it the robot has fallen
+    MAX_PITCH: ClassVar[float | None] = None  # rad, planar robots' ``rooty``
 
     def edit_spec(self, spec: Any) -> bool:
         """The IMU's site at the torso's origin; then the declared sensors (:meth:`Task.edit_spec`)."""
@@ -58,10 +61,10 @@ class PlanarRobot(Task):
         return True
 
     def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
-        """``torso_height``: the root's vertical slide joint ``[B, 1]``."""
+        """``torso_height`` ``[B, 1]``."""
         if name != "torso_height":
             return super().extra_observation(name, sim, params, xp)
-        return sim.qpos[:, 1:2]
+        return sim.qpos[:, self.HEIGHT_QPOS:self.HEIGHT_QPOS + 1]
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,27 +85,27 @@ class PlanarRobot(Task):
         return {"geom_friction": friction, "body_mass": nominal["body_mass"][None, :] * scale[:, None],
                 "body_inertia": nominal["body_inertia"][None, :, :] * scale[:, None, None], "actuator_gear": gear}
 
+    def _healthy(self, sim: SimArrays, xp: Any) -> Array:
+        healthy = xp.all(xp.isfinite(sim.qvel) & (xp.abs(sim.qvel) < 1e3), axis=-1)
+        if self.HEIGHT_RANGE is not None:
+            height = sim.qpos[:, self.HEIGHT_QPOS]
+            healthy = healthy & (height > self.HEIGHT_RANGE[0]) & (height < self.HEIGHT_RANGE[1])
+        if self.MAX_PITCH is not None:
+            healthy = healthy & (xp.abs(sim.qpos[:, 2]) < self.MAX_PITCH)
+        return healthy
+
     def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
                      xp: Any) -> dict[str, Array]:
-        """Forward velocity of the root and the control cost's squared actions."""
-        return {"forward": sim.qvel[:, 0], "ctrl": xp.sum(action**2, axis=-1)}
-
-
-class HalfCheetah(PlanarRobot):
-    """gymnasium's HalfCheetah-v5: run forward; no termination, 1,000 control steps of 0.05 s."""
-
-    name = "half_cheetah"
-    mjcf = GYM_ASSETS / "half_cheetah.xml"
-    episode_length = 1000
-    decimation = 5
-    proprio_terms = proprio_terms_for(("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"))
+        """Forward velocity of the root, being healthy (the alive bonus) and the control cost's squared actions."""
+        return {"forward": sim.qvel[:, 0], "healthy": self._healthy(sim, xp) * 1.0,
+                "ctrl": xp.sum(action**2, axis=-1)}
 
     def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
-        """Never, unless the state blows up."""
-        return ~xp.all(xp.isfinite(sim.qvel) & (xp.abs(sim.qvel) < 1e3), axis=-1)
+        """The robot fell (left its height range, or tipped too far) or its state blew up."""
+        return ~self._healthy(sim, xp)
 
 
-class Walker2d(PlanarRobot):
+class Walker2d(GymRobot):
     """gymnasium's Walker2d-v5: walk forward on two legs; the episode ends when the torso falls or tips over."""
 
     name = "walker2d"
@@ -113,8 +116,8 @@ class Walker2d(PlanarRobot):
                                        "thigh_left_joint", "leg_left_joint", "foot_left_joint"))
     REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
     RESET_NOISE = (5e-3, 5e-3)
-    HEIGHT_RANGE = (0.8, 2.0)  # m, the torso's
-    MAX_ANGLE = 1.0  # rad
+    HEIGHT_RANGE = (0.8, 2.0)
+    MAX_PITCH = 1.0
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,16 +126,26 @@ class Walker2d(PlanarRobot):
         qpos = qpos0[None, :] + rng.uniform(-noise, noise, size=(n, qpos0.shape[0]))
         return qpos, rng.uniform(-noise, noise, size=(n, nv))
 
-    def _healthy(self, sim: SimArrays, xp: Any) -> Array:
-        height, angle = sim.qpos[:, 1], sim.qpos[:, 2]
-        low, high = self.HEIGHT_RANGE
-        return (height > low) & (height < high) & (xp.abs(angle) < self.MAX_ANGLE)
 
-    def reward_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
-                     xp: Any) -> dict[str, Array]:
-        """Forward velocity, being healthy (alive bonus), and the control cost."""
-        return {**super().reward_terms(sim, action, prev_action, command, xp), "healthy": self._healthy(sim, xp) * 1.0}
+class Ant(GymRobot):
+    """gymnasium's Ant-v5: a four-legged robot runs forward; the episode ends when its torso leaves 0.2-1 m."""
 
-    def terminated(self, sim: SimArrays, command: Array, xp: Any) -> Array:
-        """The torso left its height range or tipped beyond 1 rad."""
-        return ~self._healthy(sim, xp)
+    name = "ant"
+    mjcf = GYM_ASSETS / "ant.xml"
+    episode_length = 1000  # control steps of 0.05 s
+    decimation = 5
+    proprio_terms = proprio_terms_for(("hip_4", "ankle_4", "hip_1", "ankle_1",
+                                       "hip_2", "ankle_2", "hip_3", "ankle_3"))
+    REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -0.5}
+    HEIGHT_QPOS = 2
+    HEIGHT_RANGE = (0.2, 1.0)
+
+
+class HalfCheetah(GymRobot):
+    """gymnasium's HalfCheetah-v5: run forward; no termination, 1,000 control steps of 0.05 s."""
+
+    name = "half_cheetah"
+    mjcf = GYM_ASSETS / "half_cheetah.xml"
+    episode_length = 1000
+    decimation = 5
+    proprio_terms = proprio_terms_for(("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"))
