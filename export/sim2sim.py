@@ -181,13 +181,14 @@ def evaluate(policy: Path, episodes: int | None = None, seed: int = 0, mjcf: str
         for field in nominal:  # the recorded model of episode i (the task's per-episode model fields)
             getattr(model, field)[...] = eps[f"model.{field}"][i]
         cmd = eps["command"][i] if command_dim else None
-        returns[i], lengths[i], early[i], failed[i] = run_episode(ctrl, model, data, slices, reward, eps["qpos"][i],
-                                                       eps["qvel"][i], cmd, int(meta["episode_length"]),
-                                                       int(meta["decimation"]), horizon)
+        returns[i], lengths[i], early[i], failed[i] = run_episode(
+            ctrl, model, data, slices, reward, eps["qpos"][i], eps["qvel"][i], cmd, int(meta["episode_length"]),
+            int(meta["decimation"]), horizon)
     out: dict[str, Any] = {
         "policy": str(policy), "task": meta["task"], "mjcf": str(mjcf_path), "episodes": n,
         "episode_source": eps["source"], "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-        "mean_length": float(lengths.mean()), "failure_rate": float(failed.mean()), "returns": returns.tolist(), "lengths": lengths.tolist(),
+        "mean_length": float(lengths.mean()), "failure_rate": float(failed.mean()), "returns": returns.tolist(),
+        "lengths": lengths.tolist(),
         "horizon": horizon, "horizon_returns": early.tolist(),
         "latency_us": {k: ctrl.latency[k] for k in ("p50_us", "p99_us", "max_us")},
     }

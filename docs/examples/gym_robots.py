@@ -4,8 +4,8 @@ The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; g
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
 and the compiler adds it (docs/custom_robot.md): joint encoders for the actuated joints, an IMU at a site on the
 torso, and, for the teacher only, the torso's velocity and height (never its x position, which grows without bound
-as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination follow gymnasium's
-v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
+as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination
+follow gymnasium's v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
 
 Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Ant``, ``HalfCheetah``; this folder on
 ``PYTHONPATH``); ``walker2d.yaml``, ``ant.yaml`` and ``half_cheetah.yaml`` here train their teachers and leave
@@ -49,7 +49,8 @@ class GymRobot(Task):
     }
     model_fields = ("geom_friction", "body_mass", "body_inertia", "actuator_gear")
     REWARD_SCALES: ClassVar[dict[str, float]] = {"forward": 1.0, "healthy": 0.0, "ctrl": -0.1}
-    RESET_NOISE = (0.1, 0.1)  # qpos uniform, qvel normal (gymnasium's scales)
+    RESET_NOISE = (0.1, 0.1)  # scales on qpos (uniform) and qvel (normal, or uniform: UNIFORM_VELOCITY_NOISE)
+    UNIFORM_VELOCITY_NOISE = False
     HEIGHT_QPOS = 1  # the torso height's qpos entry: the root's z slide (planar robots) or z (a free joint: 2)
     HEIGHT_RANGE: ClassVar[tuple[float, float] | None] = None  # m; outside it the robot has fallen
     MAX_PITCH: ClassVar[float | None] = None  # rad, planar robots' ``rooty``
@@ -68,9 +69,12 @@ class GymRobot(Task):
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
-        """The model's rest pose perturbed as gymnasium does: uniform on positions, normal on velocities."""
+        """The model's rest pose perturbed as gymnasium does: uniform on positions, normal (or uniform) on
+        velocities."""
         pos_noise, vel_noise = self.RESET_NOISE
         qpos = qpos0[None, :] + rng.uniform(-pos_noise, pos_noise, size=(n, qpos0.shape[0]))
+        if self.UNIFORM_VELOCITY_NOISE:
+            return qpos, rng.uniform(-vel_noise, vel_noise, size=(n, nv))
         return qpos, vel_noise * rng.standard_normal((n, nv))
 
     def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:
@@ -115,16 +119,10 @@ class Walker2d(GymRobot):
     proprio_terms = proprio_terms_for(("thigh_joint", "leg_joint", "foot_joint",
                                        "thigh_left_joint", "leg_left_joint", "foot_left_joint"))
     REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
-    RESET_NOISE = (5e-3, 5e-3)
+    RESET_NOISE = (5e-3, 5e-3)  # gymnasium's Walker2d reset: uniform on both
+    UNIFORM_VELOCITY_NOISE = True
     HEIGHT_RANGE = (0.8, 2.0)
     MAX_PITCH = 1.0
-
-    def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
-                      nv: int) -> tuple[np.ndarray, np.ndarray]:
-        """gymnasium's Walker2d reset: uniform noise of ±5e-3 on positions and velocities."""
-        noise = self.RESET_NOISE[0]
-        qpos = qpos0[None, :] + rng.uniform(-noise, noise, size=(n, qpos0.shape[0]))
-        return qpos, rng.uniform(-noise, noise, size=(n, nv))
 
 
 class Ant(GymRobot):
