@@ -64,7 +64,7 @@ def test_yaml_config_resolves_mjcf_next_to_it(tmp_path: Path) -> None:
     env.close()
 
 
-@pytest.mark.parametrize("robot", ["half_cheetah", "walker2d", "ant"])
+@pytest.mark.parametrize("robot", ["half_cheetah", "walker2d", "hopper", "ant"])
 def test_gymnasiums_robots_load_unedited_with_the_sensors_their_tasks_declare(robot: str) -> None:
     import hashlib
 
@@ -89,8 +89,27 @@ def test_gymnasiums_robots_load_unedited_with_the_sensors_their_tasks_declare(ro
         assert torch.isfinite(obs["privileged"]).all() and torch.isfinite(reward).all()
         ended += int(terminated.sum())
     env.close()
-    if robot == "walker2d":
+    if robot in ("walker2d", "hopper"):
         assert ended >= 1  # random actions topple it within 1.6 s
     elif robot == "half_cheetah":
         assert ended == 0  # the cheetah's episodes only end on time
     assert hashlib.sha256(task.mjcf_path.read_bytes()).hexdigest() == digest  # the file stays as gymnasium ships it
+
+
+def test_gym_hopper_ends_where_gymnasiums_hopper_is_unhealthy() -> None:
+    import sys
+
+    from robodistill.tasks.base import SimArrays
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from gym_robots import Hopper
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    upright = np.array([0.0, 1.25, 0.0, 0.0, 0.0, 0.0])
+    states = np.stack([upright, upright, upright, upright])  # [4, nq]: healthy, fallen, tipped, spinning
+    states[1, 1], states[2, 2] = 0.69, 0.21
+    qvel = np.zeros((4, 6))
+    qvel[3, 4] = 101.0  # a joint above gymnasium's healthy_state_range of 100
+    ended = Hopper().terminated(SimArrays(states, qvel, np.zeros((4, 0))), np.zeros((4, 0)), np)
+    assert ended.tolist() == [False, True, True, True]

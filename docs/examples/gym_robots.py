@@ -1,4 +1,5 @@
-"""Robots from outside this repository, brought in unedited: gymnasium's Walker2d, Ant and HalfCheetah MJCF files.
+"""Robots from outside this repository, brought in unedited: gymnasium's Walker2d, Hopper, Ant and HalfCheetah MJCF
+files.
 
 The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
@@ -7,9 +8,9 @@ torso, and, for the teacher only, the torso's velocity and height (never its x p
 as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination
 follow gymnasium's v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
 
-Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Ant``, ``HalfCheetah``; this folder on
-``PYTHONPATH``); ``walker2d.yaml``, ``ant.yaml`` and ``half_cheetah.yaml`` here train their teachers and leave
-``student`` and ``distill`` at the package defaults.
+Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Hopper``, ``Ant``, ``HalfCheetah``; this
+folder on ``PYTHONPATH``); ``walker2d.yaml``, ``hopper.yaml``, ``ant.yaml`` and ``half_cheetah.yaml`` here train
+their teachers and leave ``student`` and ``distill`` at the package defaults.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class GymRobot(Task):
     HEIGHT_QPOS = 1  # the torso height's qpos entry: the root's z slide (planar robots) or z (a free joint: 2)
     HEIGHT_RANGE: ClassVar[tuple[float, float] | None] = None  # m; outside it the robot has fallen
     MAX_PITCH: ClassVar[float | None] = None  # rad, planar robots' ``rooty``
+    MAX_SPEED = 1e3  # rad/s or m/s on any joint; above it the state has blown up
 
     def edit_spec(self, spec: Any) -> bool:
         """The IMU's site at the torso's origin; then the declared sensors (:meth:`Task.edit_spec`)."""
@@ -90,7 +92,7 @@ class GymRobot(Task):
                 "body_inertia": nominal["body_inertia"][None, :, :] * scale[:, None, None], "actuator_gear": gear}
 
     def _healthy(self, sim: SimArrays, xp: Any) -> Array:
-        healthy = xp.all(xp.isfinite(sim.qvel) & (xp.abs(sim.qvel) < 1e3), axis=-1)
+        healthy = xp.all(xp.isfinite(sim.qvel) & (xp.abs(sim.qvel) < self.MAX_SPEED), axis=-1)
         if self.HEIGHT_RANGE is not None:
             height = sim.qpos[:, self.HEIGHT_QPOS]
             healthy = healthy & (height > self.HEIGHT_RANGE[0]) & (height < self.HEIGHT_RANGE[1])
@@ -123,6 +125,22 @@ class Walker2d(GymRobot):
     UNIFORM_VELOCITY_NOISE = True
     HEIGHT_RANGE = (0.8, 2.0)
     MAX_PITCH = 1.0
+
+
+class Hopper(GymRobot):
+    """gymnasium's Hopper-v5: hop forward on one leg; the episode ends when the torso falls, tips or spins."""
+
+    name = "gym_hopper"
+    mjcf = GYM_ASSETS / "hopper.xml"
+    episode_length = 1000  # control steps of 0.008 s
+    decimation = 4
+    proprio_terms = proprio_terms_for(("thigh_joint", "leg_joint", "foot_joint"))
+    REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -1e-3}
+    RESET_NOISE = (5e-3, 5e-3)
+    UNIFORM_VELOCITY_NOISE = True
+    HEIGHT_RANGE = (0.7, float("inf"))
+    MAX_PITCH = 0.2
+    MAX_SPEED = 100.0  # gymnasium's healthy_state_range
 
 
 class Ant(GymRobot):
