@@ -1,5 +1,5 @@
-"""Robots from outside this repository, brought in unedited: gymnasium's Walker2d, Hopper, Ant and HalfCheetah MJCF
-files.
+"""Robots from outside this repository, brought in unedited: gymnasium's Walker2d, Hopper, Ant, Swimmer and
+HalfCheetah MJCF files.
 
 The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
@@ -8,9 +8,9 @@ torso, and, for the teacher only, the torso's velocity and height (never its x p
 as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination
 follow gymnasium's v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
 
-Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Hopper``, ``Ant``, ``HalfCheetah``; this
-folder on ``PYTHONPATH``); ``walker2d.yaml``, ``hopper.yaml``, ``ant.yaml`` and ``half_cheetah.yaml`` here train
-their teachers and leave ``student`` and ``distill`` at the package defaults.
+Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Hopper``, ``Ant``, ``Swimmer``, ``HalfCheetah``;
+this folder on ``PYTHONPATH``); ``walker2d.yaml``, ``hopper.yaml``, ``ant.yaml``, ``swimmer.yaml`` and
+``half_cheetah.yaml`` here train their teachers and leave ``student`` and ``distill`` at the package defaults.
 """
 
 from __future__ import annotations
@@ -155,6 +155,19 @@ class Ant(GymRobot):
     REWARD_SCALES = {"forward": 1.0, "healthy": 1.0, "ctrl": -0.5}
     HEIGHT_QPOS = 2
     HEIGHT_RANGE = (0.2, 1.0)
+
+
+class Swimmer(GymRobot):
+    """gymnasium's Swimmer-v5: three links in a viscous fluid swim forward; no termination, 1,000 control steps."""
+
+    name = "swimmer"
+    mjcf = GYM_ASSETS / "swimmer.xml"
+    episode_length = 1000  # control steps of 0.04 s
+    decimation = 4
+    proprio_terms = proprio_terms_for(("motor1_rot", "motor2_rot"))
+    privileged_terms = (SensorTerm("torso_vel"), ParamsTerm())  # it swims in the horizontal plane: no height
+    REWARD_SCALES = {"forward": 1.0, "healthy": 0.0, "ctrl": -1e-4}
+    UNIFORM_VELOCITY_NOISE = True
 
 
 class HalfCheetah(GymRobot):
