@@ -178,7 +178,8 @@ class HalfCheetah(GymRobot):
     episode_length = 1000
     decimation = 5
     proprio_terms = proprio_terms_for(("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"))
-    # 10x gymnasium's spread of initial poses: a teacher that has started from many poses can lead a student out of
+    # 10x gymnasium's spread of initial states (every position coordinate, the root's height too: many episodes
+    # start in the ground and pop out): a teacher that has started from many states can lead a student out of
     # the crouch its early mistakes end in. Default students scored 0.09 from gymnasium's 0.1, 0.53 from 0.3, 0.77
     # from 0.5 and 0.9+ from 1.0 (docs/RESULTS.md)
     RESET_NOISE = (1.0, 1.0)
