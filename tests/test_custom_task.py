@@ -81,6 +81,11 @@ def test_gymnasiums_robots_load_unedited_with_the_sensors_their_tasks_declare(ro
     assert labels[0].endswith("_pos") and labels[joints].endswith("_vel") and labels[2 * joints:2 * joints + 3] == [
         "imu_gyro[0]", "imu_gyro[1]", "imu_gyro[2]"]
     assert len(set(labels)) == len(labels)  # walker2d's motors are unnamed: its encoders take the joints' names
+    privileged = env.layout.labels("privileged")
+    if robot == "swimmer":  # it swims in the plane: the teacher reads its heading, not a height
+        assert "heading[0]" in privileged and not any(label.startswith("torso_height") for label in privileged)
+    else:
+        assert "torso_height[0]" in privileged
     env.reset()
     gen = torch.Generator().manual_seed(0)
     ended = 0

@@ -4,9 +4,10 @@ HalfCheetah MJCF files.
 The models are the files gymnasium installs (``gymnasium/envs/mujoco/assets``; gymnasium comes with
 Stable-Baselines3). They have joints and motors but no sensors, so each task declares what a controller reads
 and the compiler adds it (docs/custom_robot.md): joint encoders for the actuated joints, an IMU at a site on the
-torso, and, for the teacher only, the torso's velocity and height (never its x position, which grows without bound
-as the robot runs: a teacher that reads it acts on where it is, which no student can know). Reward and termination
-follow gymnasium's v5 tasks; per episode the friction, the link masses and the motor strength are resampled.
+torso, and, for the teacher only, the torso's velocity and height (the swimmer's heading instead; never the x
+position, which grows without bound as the robot runs: a teacher that reads it acts on where it is, which no
+student can know). Reward and termination follow gymnasium's v5 tasks; per episode the friction, the link
+masses and the motor strength are resampled.
 
 Name them in a config with ``task.entry_point: gym_robots:Walker2d`` (``Hopper``, ``Ant``, ``Swimmer``, ``HalfCheetah``;
 this folder on ``PYTHONPATH``); ``walker2d.yaml``, ``hopper.yaml``, ``ant.yaml``, ``swimmer.yaml`` and
@@ -165,9 +166,17 @@ class Swimmer(GymRobot):
     episode_length = 1000  # control steps of 0.04 s
     decimation = 4
     proprio_terms = proprio_terms_for(("motor1_rot", "motor2_rot"))
-    privileged_terms = (SensorTerm("torso_vel"), ParamsTerm())  # it swims in the horizontal plane: no height
+    # it swims in the horizontal plane: no height, but its heading (gymnasium's observation has it), without which
+    # the torso-frame velocity cannot tell the teacher how fast it goes along +x, what the reward pays for
+    privileged_terms = (SensorTerm("torso_vel"), ExtraTerm("heading", 2), ParamsTerm())
     REWARD_SCALES = {"forward": 1.0, "healthy": 0.0, "ctrl": -1e-4}
     UNIFORM_VELOCITY_NOISE = True
+
+    def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
+        """``heading`` ``[B, 2]``: cosine and sine of the root's rotation about the vertical."""
+        if name != "heading":
+            return super().extra_observation(name, sim, params, xp)
+        return xp.stack([xp.cos(sim.qpos[:, 2]), xp.sin(sim.qpos[:, 2])], axis=-1)
 
 
 class HalfCheetah(GymRobot):
