@@ -102,19 +102,14 @@ def test_gymnasiums_robots_load_unedited_with_the_sensors_their_tasks_declare(ro
 
 
 def test_gym_hopper_ends_where_gymnasiums_hopper_is_unhealthy() -> None:
-    import sys
-
+    import robodistill as rd
     from robodistill.tasks.base import SimArrays
 
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        from gym_robots import Hopper
-    finally:
-        sys.path.remove(str(EXAMPLES))
+    hopper = make_task(rd.load_config(EXAMPLES / "hopper.yaml"))
     upright = np.array([0.0, 1.25, 0.0, 0.0, 0.0, 0.0])
     states = np.stack([upright, upright, upright, upright])  # [4, nq]: healthy, fallen, tipped, spinning
     states[1, 1], states[2, 2] = 0.69, 0.21
     qvel = np.zeros((4, 6))
     qvel[3, 4] = 101.0  # a joint above gymnasium's healthy_state_range of 100
-    ended = Hopper().terminated(SimArrays(states, qvel, np.zeros((4, 0))), np.zeros((4, 0)), np)
+    ended = hopper.terminated(SimArrays(states, qvel, np.zeros((4, 0))), np.zeros((4, 0)), np)
     assert ended.tolist() == [False, True, True, True]
