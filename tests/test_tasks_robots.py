@@ -219,6 +219,13 @@ def test_quadruped_tracking_metrics_from_traces():
     assert figures["yaw_rate_error"] == pytest.approx(0.5)
     assert figures["fall_rate_fast"] == pytest.approx(1 / 3)  # |vx| >= 0.5: 1.0, -0.5, 0.8; the 0.8 one fell
     assert figures["fall_rate_slow"] == 0.0
+    assert figures["stall_rate"] == 0.0
+    frozen = vx.copy()
+    frozen[0] = 0.2  # a fifth of its 1.0 m/s command: stalled, where -0.6 for -0.5 is not
+    assert task.episode_metrics({**traces, "imu_vel[0]": frozen}, fell)["stall_rate"] == pytest.approx(0.5)
+    backwards = vx.copy()
+    backwards[1] = 0.5  # as fast as commanded, the wrong way
+    assert task.episode_metrics({**traces, "imu_vel[0]": backwards}, fell)["stall_rate"] == pytest.approx(0.5)
     assert np.isnan(task.episode_metrics({**traces, "imu_vel[0]": nan}, fell)["tracking_error_vx"])
 
 

@@ -209,6 +209,7 @@ class Quadruped(Task):
     SETTLE_STEPS = 50  # 1 s
     MIN_TRACKED_VX = 0.3  # m/s
     FAST_VX = 0.5  # m/s: falls are also reported for episodes commanding |vx| at least this fast, and slower
+    STALL_FRACTION = 0.25  # a tracked episode stalls when it moves at under this share of its command's speed
     ONLY_POSITIVE_REWARDS = True
     SOFT_LIMIT = 0.9  # fraction of each joint range inside which dof_pos_limits is zero
     CONTACT_FORCE = 1.0  # N: a touch sensor above this counts as contact
@@ -460,7 +461,9 @@ class Quadruped(Task):
         ``|mean(vx) - vx_cmd| / |vx_cmd|`` with ``mean(vx)`` the episode's forward velocity after ``SETTLE_STEPS``;
         ``vx_error_mps``, ``vy_error_mps`` and ``yaw_rate_error``: the mean per-step absolute errors after settling;
         ``fall_rate_fast`` and ``fall_rate_slow``: the fall rate over episodes commanding ``|vx| >= FAST_VX`` and
-        over the others (the shipped teacher falls mostly at speed).
+        over the others (the shipped teacher falls mostly at speed); ``stall_rate``: the share of the tracked
+        episodes whose forward velocity along the command stayed under ``STALL_FRACTION`` of it (a policy whose
+        deterministic action has a standing fixed point walks in some episodes and freezes in others).
         """
         def settled(label: str) -> np.ndarray:
             return traces[label][:, self.SETTLE_STEPS:]
@@ -471,12 +474,14 @@ class Quadruped(Task):
             mean_vx, cmd = np.nanmean(vx, axis=1), np.nanmean(cmd_vx, axis=1)  # [N]
             tracked = (np.abs(cmd) >= self.MIN_TRACKED_VX) & ~fell & np.isfinite(mean_vx)
             rel = np.abs(mean_vx - cmd)[tracked] / np.abs(cmd)[tracked]
+            stalled = (mean_vx * np.sign(cmd))[tracked] < self.STALL_FRACTION * np.abs(cmd)[tracked]
             fast = np.abs(traces["command[0]"][:, 0]) >= self.FAST_VX  # the command is fixed per episode
             return {
                 "fall_rate_fast": float(fell[fast].mean()) if fast.any() else float("nan"),
                 "fall_rate_slow": float(fell[~fast].mean()) if (~fast).any() else float("nan"),
                 "tracking_error_vx": float(rel.mean()) if rel.size else float("nan"),
                 "tracked_episodes": float(rel.size),
+                "stall_rate": float(stalled.mean()) if rel.size else float("nan"),
                 "vx_error_mps": float(np.nanmean(np.abs(vx - cmd_vx))),
                 "vy_error_mps": float(np.nanmean(np.abs(settled("imu_vel[1]") - settled("command[1]")))),
                 "yaw_rate_error": float(np.nanmean(np.abs(settled("imu_gyro[2]") - settled("command[2]")))),
