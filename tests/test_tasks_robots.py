@@ -342,7 +342,7 @@ def test_quadruped_run_reports_task_figures_and_eval_restricts_the_terrain(tmp_p
     summary = json.loads((run / "summary.json").read_text())
     for who in ("teacher", "student"):
         for figure in ("fall_rate", "fall_rate_fast", "fall_rate_slow", "tracking_error_vx", "vx_error_mps",
-                       "vy_error_mps", "yaw_rate_error"):
+                       "vy_error_mps", "yaw_rate_error", "stall_rate"):
             assert f"{who}_{figure}" in summary, f"{who}_{figure}"
         assert 0.0 <= summary[f"{who}_fall_rate"] <= 1.0
     assert summary["teacher_vx_error_mps"] < 0.5  # the shipped teacher tracks its commands

@@ -462,8 +462,8 @@ class Quadruped(Task):
         ``vx_error_mps``, ``vy_error_mps`` and ``yaw_rate_error``: the mean per-step absolute errors after settling;
         ``fall_rate_fast`` and ``fall_rate_slow``: the fall rate over episodes commanding ``|vx| >= FAST_VX`` and
         over the others (the shipped teacher falls mostly at speed); ``stall_rate``: the share of the tracked
-        episodes whose forward velocity along the command stayed under ``STALL_FRACTION`` of it (a policy whose
-        deterministic action has a standing fixed point walks in some episodes and freezes in others).
+        episodes whose forward velocity along the command stayed under ``STALL_FRACTION`` of it (a teacher that walks
+        in some episodes and steps in place in others: docs/RESULTS.md, the Go1).
         """
         def settled(label: str) -> np.ndarray:
             return traces[label][:, self.SETTLE_STEPS:]
