@@ -473,8 +473,9 @@ class Quadruped(Task):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: episodes that ended while settling
             mean_vx, cmd = np.nanmean(vx, axis=1), np.nanmean(cmd_vx, axis=1)  # [N]
             tracked = (np.abs(cmd) >= self.MIN_TRACKED_VX) & ~fell & np.isfinite(mean_vx)
-            rel = np.abs(mean_vx - cmd)[tracked] / np.abs(cmd)[tracked]
-            stalled = (mean_vx * np.sign(cmd))[tracked] < self.STALL_FRACTION * np.abs(cmd)[tracked]
+            got, asked = mean_vx[tracked], cmd[tracked]  # [tracked episodes]
+            rel = np.abs(got - asked) / np.abs(asked)
+            stalled = got * np.sign(asked) < self.STALL_FRACTION * np.abs(asked)
             fast = np.abs(traces["command[0]"][:, 0]) >= self.FAST_VX  # the command is fixed per episode
             return {
                 "fall_rate_fast": float(fell[fast].mean()) if fast.any() else float("nan"),
