@@ -99,6 +99,15 @@ def test_quadruped_stands_with_zero_action() -> None:
     env.close()
 
 
+def test_quadruped_spawns_with_its_lowest_foot_on_the_pad() -> None:
+    env = rd.make_env("quadruped", 32, seed=3)
+    obs = env.reset()
+    scan = obs["privileged"][:, _labels(env, "terrain_heights[0]"):][:, :36].reshape(32, 4, 9)
+    lowest = scan[:, :, 4].min(dim=1).values - 0.02  # each foot's own point, less the foot radius
+    assert torch.allclose(lowest, torch.zeros(32), atol=1e-4), lowest
+    env.close()
+
+
 def test_terrain_heights_match_the_height_field() -> None:
     import mujoco
 

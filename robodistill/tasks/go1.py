@@ -41,6 +41,7 @@ class Go1(Quadruped):
     legs = GO1_LEGS
     joints = GO1_JOINTS
     proprio_terms = proprio_terms_for(GO1_JOINTS)
+    FOOT_GEOMS = GO1_LEGS  # Menagerie names the foot spheres after their legs
     params = {
         **Quadruped.params,
         # the joints' damping is the PD's D term (the actuators have none): Playground's 0.5 N m s/rad

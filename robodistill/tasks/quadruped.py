@@ -218,6 +218,8 @@ class Quadruped(Task):
     SPAWN_JITTER = 0.1  # m, within the flat spawn pad
     EDGE_MARGIN = 0.5  # m: the episode ends (truncated) when the trunk comes this close to the field's edge
     JOINT_NOISE = 0.1  # rad, initial joint angles around the home pose
+    SPAWN_GROUND_Z = 0.0  # m: the terrain bank's spawn pads (and flat tiles) lie at this height
+    FOOT_GEOMS: tuple[str, ...] = tuple(f"{leg}_foot" for leg in LEGS)  # the sphere geoms that stand on the ground
 
     def bind(self, model: Any) -> None:
         """Look up sensor slices, joint/dof ids, the home pose and the height field's data."""
@@ -247,6 +249,10 @@ class Quadruped(Task):
         mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
         self._soft_lo, self._soft_hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "trunk")
+        self._foot_geoms = np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in self.FOOT_GEOMS])
+        if (self._foot_geoms < 0).any() or (model.geom_type[self._foot_geoms] != mujoco.mjtGeom.mjGEOM_SPHERE).any():
+            raise ValueError(f"{self.name} MJCF: feet must be sphere geoms named {', '.join(self.FOOT_GEOMS)}")
+        self._kinematics = (model, mujoco.MjData(model))  # host-side forward kinematics of spawn poses
         self._dt = float(model.opt.timestep) * self.decimation
         self._terrain_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "terrain")
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
@@ -285,15 +291,32 @@ class Quadruped(Task):
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
-        """Home pose on the spawn pad: jittered x, y, any heading, joint angles ± ``JOINT_NOISE``."""
+        """Home pose on the spawn pad: jittered x, y, any heading, joint angles ± ``JOINT_NOISE``, the trunk at the
+        height where the lowest foot touches the pad.
+
+        Placed at the keyframe's height instead, the joint noise pushed feet up to 4 cm into the ground on the
+        Go1 (whose ``home`` keyframe already sinks them 1.8 cm), and the contact solver's kick at the first step sent
+        its teacher into a crouched shuffle in 40 % of episodes (docs/RESULTS.md)."""
         qpos = np.tile(self._home_qpos, (n, 1))
         qpos[:, 0:2] += rng.uniform(-self.SPAWN_JITTER, self.SPAWN_JITTER, size=(n, 2))
         yaw = rng.uniform(-np.pi, np.pi, size=n)
         qpos[:, 3:7] = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=-1)
         qpos[:, self._leg_qpos] += rng.uniform(-self.JOINT_NOISE, self.JOINT_NOISE, size=(n, len(self.joints)))
+        qpos[:, 2] += self.SPAWN_GROUND_Z - self.lowest_foot_bottom(qpos)
         qvel = np.zeros((n, nv))
         qvel[:, 0:6] = rng.uniform(-0.1, 0.1, size=(n, 6))
         return qpos, qvel
+
+    def lowest_foot_bottom(self, qpos: np.ndarray) -> np.ndarray:
+        """World height ``[n]`` of the lowest point of any foot for each pose ``qpos [n, nq]``."""
+        model, data = self._kinematics
+        radius = model.geom_size[self._foot_geoms, 0]  # [F]
+        bottom = np.empty(len(qpos))
+        for i, pose in enumerate(qpos):
+            data.qpos[:] = pose
+            mujoco.mj_kinematics(model, data)
+            bottom[i] = np.min(data.geom_xpos[self._foot_geoms, 2] - radius)
+        return bottom
 
     # ---- pure functions -------------------------------------------------------------------------------
 
