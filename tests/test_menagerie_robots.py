@@ -137,6 +137,29 @@ def test_g1_stands_for_a_second_and_stays_finite_under_random_actions(collisions
     env.close()
 
 
+@needs_g1
+def test_g1_spawns_with_its_lowest_foot_sphere_on_the_floor():
+    """The joint noise moves the feet by centimetres; at the keyframe's height a foot started inside the floor or in
+    the air (the Go1's teachers learned a crouched shuffle from such a spawn)."""
+    from robodistill.tasks.g1 import G1
+
+    env = rd.make_env(G1(collisions="accelerator"), 16, seed=0)
+    env.reset()
+    model, data = env.backend.model, mujoco.MjData(env.backend.model)
+    spheres = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{side}_foot_{k}")
+               for side in ("left", "right") for k in range(4)]
+    lowest = []
+    for pose in env.backend.qpos:
+        data.qpos[:] = pose
+        mujoco.mj_kinematics(model, data)
+        lowest.append(min(data.geom_xpos[g, 2] - model.geom_size[g, 0] for g in spheres))
+    assert np.allclose(lowest, 0.0, atol=1e-4), lowest
+    obs, *_ = env.step(torch.zeros(16, env.action_dim))
+    labels = env.layout.labels("privileged")
+    assert obs["privileged"][:, labels.index("imu_vel[2]")].abs().max() < 0.5
+    env.close()
+
+
 @pytest.mark.parametrize("robot", ["go1", "g1"])
 @pytest.mark.parametrize("impl", [i for i, module in (("jax", "jax"), ("warp", "warp")) if importlib.util.find_spec(module)])
 def test_the_accelerator_models_load_on_mjx_and_warp(robot, impl):

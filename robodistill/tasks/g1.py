@@ -72,7 +72,8 @@ class G1(Quadruped):
         Velocimeter(site="imu_in_pelvis", name="imu_vel"),
         *(SiteSensor("touch", f"{side}_sole", f"{side}_foot_touch") for side in SIDES),
     )
-    ACCELERATOR_COLLISIONS = {"floor": (1, 0), **{f"{side}_foot_{k}": (0, 1) for side in SIDES for k in range(4)}}
+    FOOT_GEOMS = tuple(f"{side}_foot_{k}" for side in SIDES for k in range(4))  # named in edit_spec
+    ACCELERATOR_COLLISIONS = {"floor": (1, 0), **{foot: (0, 1) for foot in FOOT_GEOMS}}
 
     @classmethod
     def default_mjcf(cls) -> Path:
@@ -110,6 +111,7 @@ class G1(Quadruped):
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "stand")
         self._home_qpos = model.key_qpos[key].copy()
         self._torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso_link")
+        self._bind_feet(model)
         self._dt = float(model.opt.timestep) * self.decimation
 
     def action_mapping(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -119,11 +121,13 @@ class G1(Quadruped):
 
     def initial_state(self, rng: np.random.Generator, n: int, qpos0: np.ndarray,
                       nv: int) -> tuple[np.ndarray, np.ndarray]:
-        """Standing pose at the origin, any heading, joint angles within ± 0.05 rad of it."""
+        """Standing pose at the origin, any heading, joint angles within ± 0.05 rad of it, the pelvis at the height
+        where the lowest foot sphere touches the floor (the ``stand`` keyframe sinks them 2 mm, the noise up to 7)."""
         qpos = np.tile(self._home_qpos, (n, 1))
         yaw = rng.uniform(-np.pi, np.pi, size=n)
         qpos[:, 3:7] = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=-1)
         qpos[:, self._leg_qpos] += rng.uniform(-0.05, 0.05, size=(n, len(self.joints)))
+        qpos[:, 2] += self.SPAWN_GROUND_Z - self.lowest_foot_bottom(qpos)
         return qpos, np.zeros((n, nv))
 
     def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:

@@ -249,10 +249,7 @@ class Quadruped(Task):
         mid, half = ranges.mean(axis=1), 0.5 * (ranges[:, 1] - ranges[:, 0])
         self._soft_lo, self._soft_hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "trunk")
-        self._foot_geoms = np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in self.FOOT_GEOMS])
-        if (self._foot_geoms < 0).any() or (model.geom_type[self._foot_geoms] != mujoco.mjtGeom.mjGEOM_SPHERE).any():
-            raise ValueError(f"{self.name} MJCF: feet must be sphere geoms named {', '.join(self.FOOT_GEOMS)}")
-        self._kinematics = (model, mujoco.MjData(model))  # host-side forward kinematics of spawn poses
+        self._bind_feet(model)
         self._dt = float(model.opt.timestep) * self.decimation
         self._terrain_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "terrain")
         key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
@@ -306,6 +303,13 @@ class Quadruped(Task):
         qvel = np.zeros((n, nv))
         qvel[:, 0:6] = rng.uniform(-0.1, 0.1, size=(n, 6))
         return qpos, qvel
+
+    def _bind_feet(self, model: Any) -> None:
+        """The ``FOOT_GEOMS`` spheres and host-side data for the spawn's forward kinematics."""
+        self._foot_geoms = np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in self.FOOT_GEOMS])
+        if (self._foot_geoms < 0).any() or (model.geom_type[self._foot_geoms] != mujoco.mjtGeom.mjGEOM_SPHERE).any():
+            raise ValueError(f"{self.name} MJCF: feet must be sphere geoms named {', '.join(self.FOOT_GEOMS)}")
+        self._kinematics = (model, mujoco.MjData(model))
 
     def lowest_foot_bottom(self, qpos: np.ndarray) -> np.ndarray:
         """World height ``[n]`` of the lowest point of any foot for each pose ``qpos [n, nq]``."""
