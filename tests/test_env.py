@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,21 @@ def test_shapes_and_finite_values():
         assert torch.isfinite(obs["proprio"]).all() and torch.isfinite(obs["privileged"]).all()
         assert torch.isfinite(reward).all()
     env.close()
+
+
+class HiddenMassPendulum(Pendulum):
+    params = {**Pendulum.params, "pole_mass": dataclasses.replace(Pendulum.params["pole_mass"], observed=False)}
+
+
+def test_an_unobserved_parameter_is_randomized_but_hidden_from_the_teacher():
+    seen, hidden = rd.make_env(Pendulum(), 6, seed=3), rd.make_env(HiddenMassPendulum(), 6, seed=3)
+    full, partial = seen.reset()["privileged"], hidden.reset()["privileged"]
+    labels = hidden.layout.labels("privileged")
+    assert "param.pole_mass" not in labels and len(labels) == partial.shape[1] == full.shape[1] - 1
+    keep = [i for i, label in enumerate(seen.layout.labels("privileged")) if label != "param.pole_mass"]
+    assert torch.equal(partial, full[:, keep])  # the same draws; only the column is gone
+    assert np.ptp(hidden.backend.params["pole_mass"]) > 0.1  # still randomized
+    seen.close(), hidden.close()
 
 
 def test_proprio_is_a_prefix_of_privileged_and_hides_velocity():

@@ -57,7 +57,7 @@ class CommandTerm:
 
 @dataclass(frozen=True)
 class ParamsTerm:
-    """The randomized parameters of the episode, each scaled to [-1, 1] over its range (privileged only)."""
+    """The episode's observed randomized parameters, each scaled to [-1, 1] over its range (privileged only)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ class ParamSpec:
     low: float
     high: float
     description: str = ""
+    # False: hidden from the teacher's privileged observation too, so that both policies must be robust to it
+    # rather than read it (what neither could know on the robot; adding one leaves trained teachers loadable)
+    observed: bool = True
 
 
 def transform_sensor(values: Array, transform: Transform, xp: Any) -> Array:
@@ -158,8 +161,10 @@ class Task:
             self.ranges[pname] = (float(lo), float(hi)) if randomize else (spec.nominal, spec.nominal)
         bounds = np.array(list(self.ranges.values()), dtype=float).reshape(-1, 2)
         self._lows, self._spans = bounds[:, :1], bounds[:, 1:] - bounds[:, :1]  # [P, 1] each, ``ranges`` order
-        half = 0.5 * self._spans[:, 0]  # [P]
-        self._mids = self._lows[:, 0] + half
+        self.observed_params = tuple(p for p, spec in self.params.items() if spec.observed)
+        seen = [list(self.ranges).index(p) for p in self.observed_params]
+        half = 0.5 * self._spans[seen, 0]  # [P observed]
+        self._mids = self._lows[seen, 0] + half
         self._inverse_halves = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)  # 0 for a point range
         self.mjcf_path = Path(mjcf) if mjcf is not None else self.default_mjcf()
         if episode_length is not None:
@@ -304,10 +309,11 @@ class Task:
         return {}
 
     def normalized_params(self, params: dict[str, Array], xp: Any) -> Array:
-        """Randomized parameters scaled to [-1, 1] over their ranges (0 where a range is a point): ``[B, P]``."""
-        if not self.ranges:
+        """The observed randomized parameters scaled to [-1, 1] over their ranges (0 where a range is a point):
+        ``[B, P observed]``."""
+        if not self.observed_params:
             return xp.zeros((params_batch(params), 0))
-        values = xp.stack([params[p] for p in self.ranges], axis=-1)  # [B, P]
+        values = xp.stack([params[p] for p in self.observed_params], axis=-1)  # [B, P observed]
         return (values - self._mids) * self._inverse_halves
 
 

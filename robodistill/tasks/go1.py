@@ -22,13 +22,17 @@ from typing import Any
 
 import mujoco
 
-from robodistill.tasks.base import ParamSpec
+from robodistill.tasks.base import Array, ParamSpec, index_set
 from robodistill.tasks.menagerie import menagerie_file
 from robodistill.tasks.quadruped import TERRAIN_FILE, Quadruped, proprio_terms_for
 from robodistill.tasks.sensors import ActuatorTorques, Imu, JointEncoders, SiteSensor, Velocimeter
 
 GO1_LEGS = ("FR", "FL", "RR", "RL")  # Menagerie's (and Unitree's SDK's) actuator order
 GO1_JOINTS = tuple(f"{leg}_{j}" for leg in GO1_LEGS for j in ("hip", "thigh", "calf"))  # its actuator names
+# the feet's contact impedance (solimp dmin, dmax, width): MuJoCo Playground's stiff one, the training model's
+# nominal, and the Menagerie file's soft one, under which a foot sinks ~2 cm
+PLAYGROUND_FOOT_SOLIMP = (0.9, 0.95, 0.023)
+MENAGERIE_FOOT_SOLIMP = (0.015, 1.0, 0.023)
 
 
 class Go1(Quadruped):
@@ -46,7 +50,12 @@ class Go1(Quadruped):
         **Quadruped.params,
         # the joints' damping is the PD's D term (the actuators have none): Playground's 0.5 N m s/rad
         "joint_damping": ParamSpec(0.5, 0.3, 1.0, "passive damping of every leg joint, N m s/rad"),
+        # a teacher trained on Playground's feet alone stalled in 59 % of episodes on Menagerie's (docs/RESULTS.md)
+        "foot_softness": ParamSpec(0.0, 0.0, 1.0, "the feet's contact impedance on the accelerator model: 0 "
+                                   "Playground's, 1 Menagerie's, linear between (the full model keeps Menagerie's)",
+                                   observed=False),
     }
+    model_fields = (*Quadruped.model_fields, "geom_solimp")
     SENSORS = (
         Imu(site="imu"),
         JointEncoders(),
@@ -113,5 +122,17 @@ class Go1(Quadruped):
             if geom.condim > 3:
                 geom.condim = 3
             if geom.name in GO1_LEGS:  # the feet: Playground's impedance; Menagerie's soft one (dmin 0.015) under
-                # pyramidal cones let them slide (the open-loop trot moved 0.08 m), and teachers learned to stand
-                geom.solimp[:3] = (0.9, 0.95, 0.023)
+                # pyramidal cones let them slide (the open-loop trot moved 0.08 m), and teachers learned to stand;
+                # the foot_softness parameter blends it back in per episode
+                geom.solimp[:3] = PLAYGROUND_FOOT_SOLIMP
+
+    def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:
+        """The quadruped's parameters, and on the accelerator model the feet's impedance (``foot_softness``)."""
+        fields = super().apply_params(nominal, params, xp)
+        solimp = xp.broadcast_to(nominal["geom_solimp"], (params["friction"].shape[0],) + nominal["geom_solimp"].shape)
+        if self.collisions == "accelerator":
+            s = params["foot_softness"][:, None, None]  # [B, 1, 1]
+            feet = ((1.0 - s) * xp.asarray(PLAYGROUND_FOOT_SOLIMP) + s * xp.asarray(MENAGERIE_FOOT_SOLIMP))  # [B, 1, 3]
+            solimp = index_set(solimp, (slice(None), self._foot_geoms, slice(0, 3)),
+                               xp.broadcast_to(feet, (solimp.shape[0], len(self._foot_geoms), 3)))
+        return {**fields, "geom_solimp": solimp}

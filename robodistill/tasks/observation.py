@@ -95,7 +95,7 @@ def _slot(term: Term, model: mujoco.MjModel, task: Task, action_dim: int) -> Ter
     if isinstance(term, CommandTerm):
         return TermSlot(term, 0, 0, task.command_dim, tuple(f"command[{i}]" for i in range(task.command_dim)))
     if isinstance(term, ParamsTerm):
-        return TermSlot(term, 0, 0, len(task.params), tuple(f"param.{p}" for p in task.params))
+        return TermSlot(term, 0, 0, len(task.observed_params), tuple(f"param.{p}" for p in task.observed_params))
     if isinstance(term, ExtraTerm):
         return TermSlot(term, 0, 0, term.dim, tuple(f"{term.name}[{i}]" for i in range(term.dim)))
     raise TypeError(f"unknown observation term {term!r}")
