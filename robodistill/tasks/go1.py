@@ -30,7 +30,7 @@ from robodistill.tasks.sensors import ActuatorTorques, Imu, JointEncoders, SiteS
 GO1_LEGS = ("FR", "FL", "RR", "RL")  # Menagerie's (and Unitree's SDK's) actuator order
 GO1_JOINTS = tuple(f"{leg}_{j}" for leg in GO1_LEGS for j in ("hip", "thigh", "calf"))  # its actuator names
 # the feet's contact impedance (solimp dmin, dmax, width): MuJoCo Playground's stiff one, the training model's
-# nominal, and the Menagerie file's soft one, under which a foot sinks ~2 cm
+# nominal, and the Menagerie file's soft one, on which the standing Go1 rests 1.3 cm lower
 PLAYGROUND_FOOT_SOLIMP = (0.9, 0.95, 0.023)
 MENAGERIE_FOOT_SOLIMP = (0.015, 1.0, 0.023)
 
@@ -129,10 +129,11 @@ class Go1(Quadruped):
     def apply_params(self, nominal: dict[str, Array], params: dict[str, Array], xp: Any) -> dict[str, Array]:
         """The quadruped's parameters, and on the accelerator model the feet's impedance (``foot_softness``)."""
         fields = super().apply_params(nominal, params, xp)
-        solimp = xp.broadcast_to(nominal["geom_solimp"], (params["friction"].shape[0],) + nominal["geom_solimp"].shape)
+        n = params["foot_softness"].shape[0]
+        solimp = xp.broadcast_to(nominal["geom_solimp"], (n,) + nominal["geom_solimp"].shape)  # [B, ngeom, 5]
         if self.collisions == "accelerator":
             s = params["foot_softness"][:, None, None]  # [B, 1, 1]
             feet = ((1.0 - s) * xp.asarray(PLAYGROUND_FOOT_SOLIMP) + s * xp.asarray(MENAGERIE_FOOT_SOLIMP))  # [B, 1, 3]
             solimp = index_set(solimp, (slice(None), self._foot_geoms, slice(0, 3)),
-                               xp.broadcast_to(feet, (solimp.shape[0], len(self._foot_geoms), 3)))
+                               xp.broadcast_to(feet, (n, len(self._foot_geoms), 3)))
         return {**fields, "geom_solimp": solimp}
