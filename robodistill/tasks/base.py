@@ -162,7 +162,7 @@ class Task:
         bounds = np.array(list(self.ranges.values()), dtype=float).reshape(-1, 2)
         self._lows, self._spans = bounds[:, :1], bounds[:, 1:] - bounds[:, :1]  # [P, 1] each, ``ranges`` order
         self.observed_params = tuple(p for p, spec in self.params.items() if spec.observed)
-        seen = [list(self.ranges).index(p) for p in self.observed_params]
+        seen = [i for i, spec in enumerate(self.params.values()) if spec.observed]  # ``ranges`` follows ``params``
         half = 0.5 * self._spans[seen, 0]  # [P observed]
         self._mids = self._lows[seen, 0] + half
         self._inverse_halves = np.divide(1.0, half, out=np.zeros_like(half), where=half > 0)  # 0 for a point range

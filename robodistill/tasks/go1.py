@@ -134,6 +134,5 @@ class Go1(Quadruped):
         if self.collisions == "accelerator":
             s = params["foot_softness"][:, None, None]  # [B, 1, 1]
             feet = ((1.0 - s) * xp.asarray(PLAYGROUND_FOOT_SOLIMP) + s * xp.asarray(MENAGERIE_FOOT_SOLIMP))  # [B, 1, 3]
-            solimp = index_set(solimp, (slice(None), self._foot_geoms, slice(0, 3)),
-                               xp.broadcast_to(feet, (n, len(self._foot_geoms), 3)))
+            solimp = index_set(solimp, (slice(None), self._foot_geoms, slice(0, 3)), feet)
         return {**fields, "geom_solimp": solimp}
