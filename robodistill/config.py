@@ -71,6 +71,9 @@ class TeacherConfig:
     clip_range: float = field(default=0.2, metadata=_range(0.0, 1.0, lo_open=True))
     ent_coef: float = field(default=0.0, metadata=_range(0.0))
     log_std_init: float = field(default=0.0, metadata=_range(-10.0, 2.0))
+    # the action noise's standard deviation to restart from when training resumes or starts from a teacher: a
+    # converged PPO policy's noise can shrink to a few hundredths and stop exploring (docs/RESULTS.md, the Go1)
+    action_std: Optional[float] = field(default=None, metadata=_range(0.0, 10.0, lo_open=True))
     # SAC
     buffer_size: int = field(default=300_000, metadata=_range(1))
     learning_starts: int = field(default=1000, metadata=_range(0))
@@ -357,6 +360,8 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
                           f"student.bptt_length ({cfg.student.bptt_length}) for a recurrent student")
     if cfg.teacher.algo == "sac" and cfg.teacher.update_precision == "bfloat16":
         raise ConfigError("teacher.update_precision=bfloat16 is measured for PPO only; SAC trains in float32")
+    if cfg.teacher.algo == "sac" and cfg.teacher.action_std is not None:
+        raise ConfigError("teacher.action_std is PPO's state-independent action noise; SAC's depends on the state")
     return cfg
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -363,6 +364,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
         model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"), device)
         if init is not None:
             start_from_teacher(model, vecnorm, init)
+    if tc.action_std is not None and (resume or init is not None):
+        reset_action_std(model, tc.action_std)
 
     def publish(model: Any, norm: Any) -> None:
         with torch.random.fork_rng():  # building the module draws initial weights: keep SB3's stream untouched
@@ -393,6 +396,16 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
             "train_return": _mean_episode_return(model), "time_boxed": callback.timed_out}
     return policy, info
+
+
+def reset_action_std(model: Any, std: float) -> None:
+    """Set every action's noise standard deviation of an SB3 PPO policy to ``std`` (its Adam moments for the noise
+    restart too, so the first updates do not carry the collapsed noise's momentum)."""
+    policy = model.policy
+    with torch.no_grad():
+        policy.log_std.fill_(math.log(std))
+    policy.optimizer.state.pop(policy.log_std, None)
+    log.info("action noise reset to std %.3g", std)
 
 
 def _ppo_update_trial(model: Any, batch_size: int) -> Callable[[torch.dtype], None]:
