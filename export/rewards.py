@@ -101,8 +101,10 @@ class QuadrupedReward:
 
     REWARD_SCALES = {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05,
                      "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.0, "feet_trot": 0.5,
-                     "collision": -1.0, "dof_pos_limits": -10.0, "termination": 0.0}  # defaults, see the module
+                     "collision": -1.0, "dof_pos_limits": -10.0, "base_height": 0.0,
+                     "termination": 0.0}  # defaults, see the module
     TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
+    BASE_HEIGHT_TARGET, BASE_HEIGHT_SIGMA = 0.30, 0.03  # m, the trunk above the mean of its feet
     MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
     EDGE_MARGIN = 0.5  # m
 
@@ -110,7 +112,8 @@ class QuadrupedReward:
         self.joints = tuple(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(model.nu))
         self.legs = tuple(dict.fromkeys(j.split("_")[0] for j in self.joints))
         names = ("imu_gyro", "imu_quat", "imu_vel", "trunk_touch", *(f"{j}_torque" for j in self.joints),
-                 *(f"{leg}_foot_touch" for leg in self.legs), *(f"{leg}_thigh_touch" for leg in self.legs))
+                 *(f"{leg}_foot_touch" for leg in self.legs), *(f"{leg}_thigh_touch" for leg in self.legs),
+                 *(f"{leg}_foot_pos" for leg in self.legs))
         self._s = {n: _sensor(model, n) for n in names}
         jids = model.actuator_trnid[:, 0]
         self._qadr = np.array([model.jnt_qposadr[j] for j in jids])
@@ -135,6 +138,8 @@ class QuadrupedReward:
         contacts = self._cat(sd, [f"{leg}_foot_touch" for leg in self.legs]) > self.CONTACT_FORCE
         moving = np.sqrt(np.sum(command[:, :2] ** 2, axis=-1)) > 0.1
         thigh = self._cat(sd, [f"{leg}_thigh_touch" for leg in self.legs])
+        feet_z = self._cat(sd, [f"{leg}_foot_pos" for leg in self.legs]).reshape(len(sd), -1, 3)[:, :, 2]
+        height = qpos[:, 2] - feet_z.mean(axis=-1)
         lin_err = np.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
         fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in ("FL", "FR", "RL", "RR"))
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)  # one diagonal pair in the air
@@ -151,6 +156,7 @@ class QuadrupedReward:
             "collision": np.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
             + (sd[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": np.sum(np.clip(self._lo - q, 0.0, None) + np.clip(q - self._hi, 0.0, None), axis=-1),
+            "base_height": np.exp(-(((height - self.BASE_HEIGHT_TARGET) / self.BASE_HEIGHT_SIGMA) ** 2)),
         }
         total = np.maximum(sum(self.scales[k] * self._dt * v for k, v in terms.items()), 0.0)
         if self.scales["termination"]:
@@ -173,5 +179,11 @@ class QuadrupedReward:
         return (offset > half - self.EDGE_MARGIN).any(axis=-1)
 
 
+class Go1Reward(QuadrupedReward):
+    """The quadruped's table at the Go1's walking height."""
+
+    BASE_HEIGHT_TARGET = 0.29
+
+
 REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward,
-                            "go1": QuadrupedReward}
+                            "go1": Go1Reward}

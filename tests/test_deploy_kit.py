@@ -149,11 +149,17 @@ def test_sensor_transforms_match_the_task_code():
 
 @pytest.mark.parametrize("task", sorted(rewards.REWARDS))
 def test_reward_table_matches_the_task(task):
-    """The numpy copy in export/rewards.py gives the task's own reward and termination on visited states."""
-    env = rd.make_env(task, 4, seed=3, num_threads=1)
+    """The numpy copy in export/rewards.py gives the task's own reward and termination on visited states, every
+    term counted (those a task scales by zero by default at 0.5)."""
+    from robodistill.tasks import get_task_class
+
+    cls = get_task_class(task)
+    assert rewards.REWARDS[task].REWARD_SCALES == cls.REWARD_SCALES  # the same terms and defaults
+    scales = {term: scale or 0.5 for term, scale in cls.REWARD_SCALES.items()}
+    env = rd.make_env(cls(reward_scales=scales), 4, seed=3, num_threads=1)
     backend = env.backend
     rng = np.random.default_rng(0)
-    table = rewards.REWARDS[task](backend.model, {"decimation": env.task.decimation})
+    table = rewards.REWARDS[task](backend.model, {"decimation": env.task.decimation, "reward_scales": scales})
     try:
         env.reset()
         for _ in range(5):

