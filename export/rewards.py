@@ -6,9 +6,10 @@ over batched arrays ``qpos [B, nq]``, ``qvel [B, nv]``, ``sensordata [B, ns]``, 
 compare every entry with the task on random states, and ``robodistill export`` compares the sim-to-sim return
 with the torch student's return on the same episodes (they must agree within 2%).
 
-Reward scales come from the policy's metadata (``reward_scales``: the task's defaults with the run's
-``task.reward_scales`` applied, written by ``robodistill export``), so a policy trained under other scales is
-scored under its own; the defaults below serve only policies exported before the scales travelled with them.
+Reward scales and parameters come from the policy's metadata (``reward_scales`` and ``reward_params``: the task's
+defaults with the run's ``task.reward_scales`` and ``task.reward_params`` applied, written by ``robodistill
+export``), so a policy trained under other ones is scored under its own; the defaults below serve only policies
+exported before they travelled with them.
 
 A task without an entry here (your own robot) passes ``--reward-module FILE`` to ``sim2sim.py``: a Python file
 defining ``Reward(model, metadata)`` with the same two methods as the classes below, and ``truncated`` (same
@@ -31,15 +32,16 @@ def _sensor(model: mujoco.MjModel, name: str) -> slice:
     return slice(adr, adr + int(model.sensor_dim[sid]))
 
 
-def reward_scales(defaults: dict[str, float], metadata: dict[str, Any], task: str) -> dict[str, float]:
+def reward_scales(defaults: dict[str, float], metadata: dict[str, Any], task: str,
+                  key: str = "reward_scales") -> dict[str, float]:
     """The scales of the named reward terms: ``metadata["reward_scales"]`` over ``defaults``; an unknown term is a
-    ValueError (the table would silently score without it)."""
-    given = metadata.get("reward_scales") or {}
+    ValueError (the table would silently score without it). With ``key="reward_params"``, the terms' parameters."""
+    given = metadata.get(key) or {}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"the policy's reward scales name term(s) {', '.join(unknown)} that the {task} reward table "
-                         f"lacks (it has: {', '.join(defaults) or 'no named terms'}); pass --reward-module")
-    return {**defaults, **{term: float(scale) for term, scale in given.items()}}
+        raise ValueError(f"the policy's {key} name(s) {', '.join(unknown)} that the {task} reward table "
+                         f"lacks (it has: {', '.join(defaults) or 'none'}); pass --reward-module")
+    return {**defaults, **{name: float(value) for name, value in given.items()}}
 
 
 def _projected_gravity(q: np.ndarray) -> np.ndarray:
@@ -103,8 +105,8 @@ class QuadrupedReward:
                      "orientation": -1.0, "torques": -2e-4, "action_rate": -0.01, "feet_air": 0.0, "feet_trot": 0.5,
                      "collision": -1.0, "dof_pos_limits": -10.0, "base_height": 0.0,
                      "termination": 0.0}  # defaults, see the module
-    TRACKING_SIGMA, SOFT_LIMIT, CONTACT_FORCE = 0.25, 0.9, 1.0
-    BASE_HEIGHT_TARGET, BASE_HEIGHT_SIGMA = 0.30, 0.03  # m, the trunk above the mean of its feet
+    REWARD_PARAMS = {"tracking_sigma": 0.25, "base_height_target": 0.30, "base_height_sigma": 0.03}  # defaults
+    SOFT_LIMIT, CONTACT_FORCE = 0.9, 1.0
     MIN_BASE_HEIGHT, MAX_TILT_COS = 0.12, 0.5
     EDGE_MARGIN = 0.5  # m
 
@@ -122,6 +124,7 @@ class QuadrupedReward:
         self._lo, self._hi = mid - self.SOFT_LIMIT * half, mid + self.SOFT_LIMIT * half
         self._dt = float(model.opt.timestep) * int(metadata["decimation"])
         self.scales = reward_scales(self.REWARD_SCALES, metadata, metadata.get("task", "quadruped"))
+        self.params = reward_scales(self.REWARD_PARAMS, metadata, metadata.get("task", "quadruped"), "reward_params")
         self._model = model  # its fields are each episode's (the runner writes the recorded ones before it)
         self._field = int(np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_HFIELD)[0])
 
@@ -143,9 +146,10 @@ class QuadrupedReward:
         lin_err = np.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
         fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in ("FL", "FR", "RL", "RR"))
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)  # one diagonal pair in the air
+        p = self.params
         terms = {
-            "tracking_lin_vel": np.exp(-lin_err / self.TRACKING_SIGMA),
-            "tracking_ang_vel": np.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
+            "tracking_lin_vel": np.exp(-lin_err / p["tracking_sigma"]),
+            "tracking_ang_vel": np.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / p["tracking_sigma"]),
             "lin_vel_z": vel[:, 2] ** 2,
             "ang_vel_xy": np.sum(gyro[:, :2] ** 2, axis=-1),
             "orientation": np.sum(gravity[:, :2] ** 2, axis=-1),
@@ -156,7 +160,7 @@ class QuadrupedReward:
             "collision": np.sum(thigh > self.CONTACT_FORCE, axis=-1) * 1.0
             + (sd[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": np.sum(np.clip(self._lo - q, 0.0, None) + np.clip(q - self._hi, 0.0, None), axis=-1),
-            "base_height": np.exp(-(((height - self.BASE_HEIGHT_TARGET) / self.BASE_HEIGHT_SIGMA) ** 2)),
+            "base_height": np.exp(-(((height - p["base_height_target"]) / p["base_height_sigma"]) ** 2)),
         }
         total = np.maximum(sum(self.scales[k] * self._dt * v for k, v in terms.items()), 0.0)
         if self.scales["termination"]:
@@ -182,7 +186,7 @@ class QuadrupedReward:
 class Go1Reward(QuadrupedReward):
     """The quadruped's table at the Go1's walking height."""
 
-    BASE_HEIGHT_TARGET = 0.29
+    REWARD_PARAMS = {**QuadrupedReward.REWARD_PARAMS, "base_height_target": 0.29}
 
 
 REWARDS: dict[str, type] = {"pendulum": PendulumReward, "hopper": HopperReward, "quadruped": QuadrupedReward,

@@ -37,6 +37,8 @@ class TaskConfig:
     entry_point: Optional[str] = None
     # reward term name -> scale, over the task's declared defaults (names are checked against the task's terms)
     reward_scales: dict[str, float] = field(default_factory=dict)
+    # reward parameter name -> value, over the task's declared defaults (e.g. the quadruped's tracking_sigma)
+    reward_params: dict[str, float] = field(default_factory=dict)
     # "accelerator": the task's collision set made for MJX/Warp (feet, plus what ends an episode), on every backend
     collisions: Literal["full", "accelerator"] = "full"
 
@@ -349,6 +351,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     task_cls = get_task_class(cfg.task)
     task_cls.validate_randomization(cfg.env.randomization)
     task_cls.validate_reward_scales(cfg.task.reward_scales)
+    task_cls.validate_reward_params(cfg.task.reward_params)
     from robodistill.student import ENCODERS, encoder_options
 
     if cfg.student.encoder not in ENCODERS:

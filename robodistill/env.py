@@ -31,7 +31,7 @@ def make_task(task: "str | Task | Config", randomize: bool = True) -> Task:
     cls = get_task_class(cfg.task)
     return cls(randomization=cfg.env.randomization, randomize=randomize and cfg.env.randomize,
                mjcf=cfg.task.mjcf, episode_length=cfg.env.episode_length, reward_scales=cfg.task.reward_scales,
-               collisions=cfg.task.collisions)
+               collisions=cfg.task.collisions, reward_params=cfg.task.reward_params)
 
 
 class BatchedEnv:

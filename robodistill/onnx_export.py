@@ -87,6 +87,7 @@ def policy_metadata(cfg: "Config", env: "BatchedEnv", student: "Student") -> dic
         # the task's resolved reward scales (defaults with task.reward_scales applied): the deploy kit's reward
         # table scores with these, so a sim-to-sim return is the return the student was trained and scored on
         "reward_scales": {term: float(scale) for term, scale in env.task.reward_scales.items()},
+        "reward_params": {name: float(value) for name, value in env.task.reward_params.items()},
     }
 
 

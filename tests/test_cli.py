@@ -51,6 +51,7 @@ def test_bad_config_in_a_real_process_exits_2_with_one_line_and_no_run_dir(tmp_p
     ("task: {name: pendlum}\n", "unknown task 'pendlum'"),
     ("distill: {iterations: three}\n", "expected an integer"),
     ("task: {name: quadruped, reward_scales: {terminaton: -200}}\n", "did you mean 'termination'"),
+    ("task: {name: quadruped, reward_params: {tracking_sigm: 0.1}}\n", "did you mean 'tracking_sigma'"),
 ])
 def test_bad_config_exits_2_without_run_dir(tmp_path, content, fragment, fails):
     cfg = tmp_path / "bad.yaml"

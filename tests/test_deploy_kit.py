@@ -155,6 +155,7 @@ def test_reward_table_matches_the_task(task):
 
     cls = get_task_class(task)
     assert rewards.REWARDS[task].REWARD_SCALES == cls.REWARD_SCALES  # the same terms and defaults
+    assert getattr(rewards.REWARDS[task], "REWARD_PARAMS", {}) == cls.REWARD_PARAMS
     scales = {term: scale or 0.5 for term, scale in cls.REWARD_SCALES.items()}
     env = rd.make_env(cls(reward_scales=scales), 4, seed=3, num_threads=1)
     backend = env.backend
@@ -272,7 +273,8 @@ def test_eval_onnx_on_a_corrupted_or_truncated_file_exits_2(tiny_cfg, tmp_path, 
 
 QUADRUPED = ROOT / "configs" / "quadruped.yaml"
 SCALED = ["task.reward_scales.termination=-100", "task.reward_scales.tracking_lin_vel=2.0",
-          "task.reward_scales.feet_air=0.3", "task.reward_scales.torques=-0.001", "env.num_threads=1"]
+          "task.reward_scales.feet_air=0.3", "task.reward_scales.torques=-0.001", "task.reward_scales.base_height=0.5",
+          "task.reward_params.tracking_sigma=0.1", "task.reward_params.base_height_target=0.27", "env.num_threads=1"]
 
 
 def _untrained_student(cfg):
@@ -287,8 +289,8 @@ def _untrained_student(cfg):
 
 
 def test_reward_table_scores_with_the_policys_reward_scales():
-    """A quadruped run under non-default reward scales: the table built from its export metadata gives the task's
-    reward on visited states and on fallen ones (the fall penalty), where the default scales would not."""
+    """A quadruped run under non-default reward scales and parameters: the table built from its export metadata gives
+    the task's reward on visited states and on fallen ones (the fall penalty), where the defaults would not."""
     from robodistill.env import env_from_config
     from robodistill.onnx_export import policy_metadata
     from robodistill.tasks import get_task_class
@@ -299,6 +301,7 @@ def test_reward_table_scores_with_the_policys_reward_scales():
     backend = env.backend
     meta = json.loads(json.dumps(policy_metadata(cfg, env, _untrained_student(cfg))))  # as the ONNX file holds it
     assert meta["reward_scales"] == env.task.reward_scales and meta["reward_scales"]["termination"] == -100.0
+    assert meta["reward_params"] == env.task.reward_params and meta["reward_params"]["tracking_sigma"] == 0.1
     table = rewards.REWARDS["quadruped"](backend.model, meta)
     defaults = rewards.REWARDS["quadruped"](backend.model, {"decimation": meta["decimation"]})  # an older export
     rng = np.random.default_rng(0)
@@ -325,6 +328,8 @@ def test_reward_table_scores_with_the_policys_reward_scales():
     for task, scales in (("quadruped", {"terminaton": -100.0}), ("pendulum", {"termination": -1.0})):
         with pytest.raises(ValueError, match="reward table lacks"):  # never scored silently without a term
             rewards.REWARDS[task](backend.model, {"decimation": 4, "reward_scales": scales})
+    with pytest.raises(ValueError, match="reward table lacks"):  # nor with a parameter it does not know
+        rewards.REWARDS["quadruped"](backend.model, {"decimation": 4, "reward_params": {"tracking_sigm": 0.1}})
 
 
 def test_export_under_non_default_reward_scales_reproduces_the_student(tmp_path):

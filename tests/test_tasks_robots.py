@@ -277,6 +277,23 @@ def test_reward_scales_from_the_config_reach_the_reward():
     assert np.all(rewards[1] >= rewards[0]) and rewards[1].sum() > rewards[0].sum()  # tracking weighs 3x
 
 
+@pytest.mark.parametrize("sigma", [None, 0.1])
+def test_the_tracking_kernel_width_comes_from_the_config(sigma):
+    """``task.reward_params.tracking_sigma`` sets legged_gym's kernel: 0.2 m/s off pays exp(-0.04 / sigma)."""
+    overrides = [] if sigma is None else [f"task.reward_params.tracking_sigma={sigma}"]
+    env = rd.make_env(rd.load_config(rd.__path__[0] + "/../configs/quadruped.yaml", overrides), 4, seed=1,
+                      num_threads=1)
+    env.reset()
+    task, backend = env.task, env.backend
+    command, action = backend.command, np.zeros((4, env.action_dim))
+    sim = backend.sim_arrays()
+    off = sim._replace(sensordata=sim.sensordata.copy())  # 0.2 m/s faster than commanded along x, exact along y
+    off.sensordata[:, task._s["imu_vel"]] = np.stack([command[:, 0] + 0.2, command[:, 1], 0 * command[:, 0]], 1)
+    tracked = task.reward_terms(off, action, action, command, np)["tracking_lin_vel"]
+    np.testing.assert_allclose(tracked, np.exp(-0.04 / (sigma or 0.25)), rtol=1e-9)
+    env.close()
+
+
 def test_shipped_quadruped_teacher_fits_the_task_and_walks():
     """The teacher in assets/teachers/quadruped tracks its command far better than random actions."""
     from pathlib import Path

@@ -137,6 +137,7 @@ class Task:
     command_dim: ClassVar[int] = 0
     metric_labels: ClassVar[tuple[str, ...]] = ()  # privileged entries that ``episode_metrics`` reads
     REWARD_SCALES: ClassVar[dict[str, float]] = {}  # named reward terms' default scales (config: task.reward_scales)
+    REWARD_PARAMS: ClassVar[dict[str, float]] = {}  # the terms' named constants (config: task.reward_params)
     # the collision set made for accelerators (task.collisions: accelerator): geom name -> (contype, conaffinity);
     # every other geom stops colliding. Empty: the task has none. docs/design.md decision 13
     ACCELERATOR_COLLISIONS: ClassVar[dict[str, tuple[int, int]]] = {}
@@ -146,7 +147,8 @@ class Task:
 
     def __init__(self, randomization: dict[str, Sequence[float]] | None = None, randomize: bool = True,
                  mjcf: str | Path | None = None, episode_length: int | None = None,
-                 reward_scales: dict[str, float] | None = None, collisions: str = "full") -> None:
+                 reward_scales: dict[str, float] | None = None, collisions: str = "full",
+                 reward_params: dict[str, float] | None = None) -> None:
         self.validate_randomization(randomization or {})
         if collisions not in ("full", "accelerator"):
             raise ConfigError(f"task.collisions: expected 'full' or 'accelerator', got {collisions!r}")
@@ -155,6 +157,8 @@ class Task:
         self.collisions = collisions
         self.validate_reward_scales(reward_scales or {})
         self.reward_scales: dict[str, float] = {**self.REWARD_SCALES, **(reward_scales or {})}
+        self.validate_reward_params(reward_params or {})
+        self.reward_params: dict[str, float] = {**self.REWARD_PARAMS, **(reward_params or {})}
         self.ranges: dict[str, tuple[float, float]] = {}
         for pname, spec in self.params.items():
             lo, hi = (randomization or {}).get(pname, (spec.low, spec.high))
@@ -216,12 +220,21 @@ class Task:
     @classmethod
     def validate_reward_scales(cls, reward_scales: dict[str, float]) -> None:
         """Reject reward terms the task does not declare in ``REWARD_SCALES`` (with a suggestion)."""
-        for term in reward_scales:
-            if term not in cls.REWARD_SCALES:
-                hint = difflib.get_close_matches(term, list(cls.REWARD_SCALES), n=1, cutoff=0.5)
+        cls._reject_undeclared(reward_scales, cls.REWARD_SCALES, "reward term", "task.reward_scales")
+
+    @classmethod
+    def validate_reward_params(cls, reward_params: dict[str, float]) -> None:
+        """Reject reward parameters the task does not declare in ``REWARD_PARAMS`` (with a suggestion)."""
+        cls._reject_undeclared(reward_params, cls.REWARD_PARAMS, "reward parameter", "task.reward_params")
+
+    @classmethod
+    def _reject_undeclared(cls, given: dict[str, float], declared: dict[str, float], kind: str, key: str) -> None:
+        for name in given:
+            if name not in declared:
+                hint = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.5)
                 extra = (f" (did you mean {hint[0]!r}?)" if hint else
-                         f" (valid: {', '.join(cls.REWARD_SCALES) or 'none, it declares no named terms'})")
-                raise ConfigError(f"unknown reward term task.reward_scales.{term} for task {cls.name!r}{extra}")
+                         f" (valid: {', '.join(declared) or f'none, it declares no {kind}s'})")
+                raise ConfigError(f"unknown {kind} {key}.{name} for task {cls.name!r}{extra}")
 
     def default_joint_positions(self, model: Any) -> np.ndarray:
         """The actuated joints' default pose ``[A]`` that a controller starts from (default: the model's qpos0)."""

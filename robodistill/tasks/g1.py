@@ -64,6 +64,7 @@ class G1(Quadruped):
         "orientation": -2.0, "torques": -1e-5, "action_rate": -0.01, "feet_air": 0.5, "alive": 0.5,
         "termination": -100.0,
     }
+    REWARD_PARAMS = {"tracking_sigma": Quadruped.REWARD_PARAMS["tracking_sigma"]}
     MIN_BASE_HEIGHT = 0.5  # m: the pelvis below this is a fall
     SENSORS = (
         Imu(site="imu_in_pelvis"),

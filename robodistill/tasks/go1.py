@@ -46,7 +46,8 @@ class Go1(Quadruped):
     joints = GO1_JOINTS
     proprio_terms = proprio_terms_for(GO1_JOINTS)
     FOOT_GEOMS = GO1_LEGS  # Menagerie names the foot spheres after their legs
-    BASE_HEIGHT_TARGET = 0.29  # m above the feet: the walking teachers' (stalled ones crouched at ~0.23)
+    # the walking teachers' trunk height above the feet, m (stalled ones crouched at ~0.23)
+    REWARD_PARAMS = {**Quadruped.REWARD_PARAMS, "base_height_target": 0.29}
     params = {
         **Quadruped.params,
         # the joints' damping is the PD's D term (the actuators have none): Playground's 0.5 N m s/rad

@@ -201,13 +201,16 @@ class Quadruped(Task):
         "feet_trot": 0.5,  # one diagonal pair in the air, the other on the ground, see ``reward_terms``
         "collision": -1.0,
         "dof_pos_limits": -10.0,
-        "base_height": 0.0,  # the trunk held at BASE_HEIGHT_TARGET above its feet, see ``reward_terms``
+        "base_height": 0.0,  # the trunk held at base_height_target above its feet, see ``reward_terms``
         "termination": 0.0,  # on a fall; added after the clip at zero, as in legged_gym
     }
-    TRACKING_SIGMA = 0.25
-    # base_height pays exp(-((h - target) / sigma)^2) for the trunk's height h above the mean of its feet (not the
-    # ground's, so the term reads the same on any terrain): the robot's walking height, measured
-    BASE_HEIGHT_TARGET, BASE_HEIGHT_SIGMA = 0.30, 0.03  # m
+    REWARD_PARAMS = {
+        "tracking_sigma": 0.25,  # the velocity-tracking kernels' width, (m/s)^2 and (rad/s)^2 (legged_gym's)
+        # base_height pays exp(-((h - target) / sigma)^2) for the trunk's height h above the mean of its feet (not
+        # the ground's, so the term reads the same on any terrain); the target is the robot's walking height, m
+        "base_height_target": 0.30,
+        "base_height_sigma": 0.03,
+    }
     # evaluation: tracking is measured after a settling time, over episodes commanding at least MIN_TRACKED_VX
     metric_labels = ("imu_vel[0]", "imu_vel[1]", "imu_gyro[2]", "command[0]", "command[1]", "command[2]")
     SETTLE_STEPS = 50  # 1 s
@@ -447,7 +450,8 @@ class Quadruped(Task):
             + (sim.sensordata[:, self._s["trunk_touch"]][:, 0] > self.CONTACT_FORCE),
             "dof_pos_limits": xp.sum(xp.clip(self._soft_lo - q, 0.0, None) + xp.clip(q - self._soft_hi, 0.0, None),
                                      axis=-1),
-            "base_height": xp.exp(-(((height - self.BASE_HEIGHT_TARGET) / self.BASE_HEIGHT_SIGMA) ** 2)),
+            "base_height": xp.exp(-(((height - self.reward_params["base_height_target"])
+                                     / self.reward_params["base_height_sigma"]) ** 2)),
         }
 
     def _base_terms(self, sim: SimArrays, action: Array, prev_action: Array, command: Array,
@@ -459,9 +463,10 @@ class Quadruped(Task):
         gravity = transform_sensor(sim.sensordata[:, self._s["imu_quat"]], "projected_gravity", xp)  # [B, 3]
         torque = sim.sensordata[:, self._torque_cols]  # [B, A]
         lin_err = xp.sum((command[:, :2] - vel[:, :2]) ** 2, axis=-1)
+        sigma = self.reward_params["tracking_sigma"]
         return {
-            "tracking_lin_vel": xp.exp(-lin_err / self.TRACKING_SIGMA),
-            "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / self.TRACKING_SIGMA),
+            "tracking_lin_vel": xp.exp(-lin_err / sigma),
+            "tracking_ang_vel": xp.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / sigma),
             "lin_vel_z": vel[:, 2] ** 2,
             "ang_vel_xy": xp.sum(gyro[:, :2] ** 2, axis=-1),
             "orientation": xp.sum(gravity[:, :2] ** 2, axis=-1),
