@@ -275,8 +275,11 @@ class _ProgressCallback(BaseCallback):
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
             terms = self.adapter.pop_reward_terms() if self.adapter is not None else {}
+            # PPO's state-independent action noise: when it collapses, training stalls (teacher.action_std restarts it)
+            noise = getattr(self.model.policy, "log_std", None)
+            spread = {} if not isinstance(noise, nn.Parameter) else {"action_std": float(noise.detach().exp().mean())}
             self.metrics.write(self.stage, n, episode_return=ret,
-                               steps_per_second=(n - self._n0) / (time.time() - self._t0),
+                               steps_per_second=(n - self._n0) / (time.time() - self._t0), **spread,
                                **{f"reward/{name}": value for name, value in terms.items()})
         if n - self._last_ckpt >= self.every:
             self._last_ckpt = n

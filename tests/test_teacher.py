@@ -256,9 +256,9 @@ def test_sac_teacher_trains_exports_its_actor_and_distills(tmp_path) -> None:
     assert (tmp_path / "student" / "student.pt").is_file()
 
 
-def test_reward_terms_add_up_to_the_episode_return_and_are_logged(tmp_path) -> None:
+def test_reward_terms_and_action_noise_are_logged(tmp_path) -> None:
     """Each named term's share of the reward, summed per episode, adds up to the episode's return (the pendulum
-    neither clips nor penalizes), and teacher training logs their means to metrics.jsonl."""
+    neither clips nor penalizes), and teacher training logs their means and its action noise to metrics.jsonl."""
     import numpy as np
 
     import robodistill as rd
@@ -282,8 +282,10 @@ def test_reward_terms_add_up_to_the_episode_return_and_are_logged(tmp_path) -> N
     adapter.close()
 
     cfg = rd.load_config(PENDULUM, overrides=TINY)
-    train_sb3(cfg, tmp_path / "teacher", MetricsLog(tmp_path, tensorboard=False))
+    teacher, _ = train_sb3(cfg, tmp_path / "teacher", MetricsLog(tmp_path, tensorboard=False))
     records = read_metrics(tmp_path, "teacher")
     logged = [r for r in records if "reward/angle" in r]  # records after some episode finished
     assert logged and all(f"reward/{name}" in logged[-1] for name in ("velocity", "torque"))
     assert logged[-1]["reward/angle"] < 0
+    # the action noise is logged too, where a collapse shows (the last record precedes the last updates)
+    assert records[-1]["action_std"] == pytest.approx(float(teacher.log_std.exp().mean()), rel=0.05)
