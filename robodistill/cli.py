@@ -137,6 +137,14 @@ def _record_resume_overrides(run: Path, cfg: Any, overrides: list[str]) -> None:
     log.info("resuming with %s (the earlier config is kept as %s)", " ".join(overrides), earlier.name)
 
 
+def _once_only_settings_cleared(cfg: Any) -> Any:
+    """The config a run directory keeps: without ``teacher.action_std``, which restarts the noise once (the run's
+    summary.json records it), not again at every later ``--resume``."""
+    import dataclasses
+
+    return cfg.replace(teacher=dataclasses.replace(cfg.teacher, action_std=None))
+
+
 def _run_student_path(run: Path) -> Path:
     path = run / "student" / "student.pt"
     if not path.is_file():
@@ -162,7 +170,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         run = args.resume
         cfg = _load_run_config(run, args.overrides)
         if args.overrides:  # e.g. a longer budget or a new reward scale: the run records what it goes on with
-            _record_resume_overrides(run, cfg, args.overrides)
+            _record_resume_overrides(run, _once_only_settings_cleared(cfg), args.overrides)
     elif args.config is None:
         raise UsageError("train-teacher needs CONFIG (or --resume RUN)")
     else:
@@ -173,7 +181,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
             init = Teacher.load(init_path)
             _check_teacher_fits(cfg, init)
             check_init_teacher(cfg, init)
-    with _open_run(run, None if args.resume is not None else cfg) as metrics:
+    with _open_run(run, None if args.resume is not None else _once_only_settings_cleared(cfg)) as metrics:
         if init is not None:
             log.info("starting from the teacher %s", init_path)
         t0 = time.time()

@@ -398,6 +398,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
             "train_return": _mean_episode_return(model), "time_boxed": callback.timed_out}
+    if tc.action_std is not None and (resume or init is not None):
+        info["action_std_restart"] = {"std": tc.action_std, "at_env_steps": int(start_steps)}
     return policy, info
 
 

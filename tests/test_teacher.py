@@ -166,28 +166,40 @@ def test_teacher_resume_starts_from_the_checkpoints_weights_and_statistics(tmp_p
     assert info["teacher_env_steps"] == 3072
 
 
-def test_action_std_restarts_a_resumed_policys_collapsed_noise_and_only_its_noise(tmp_path, monkeypatch) -> None:
+def test_action_std_restarts_a_resumed_policys_collapsed_noise_once(tmp_path, monkeypatch, capsys) -> None:
+    import json
     import math
 
     from stable_baselines3 import PPO
 
     import robodistill as rd
+    from robodistill.cli import main
+    from robodistill.config import save_config
     from robodistill.runs import MetricsLog
     from robodistill.teacher import train_teacher
 
     cfg = rd.load_config(PENDULUM, overrides=[*RESUMABLE, "teacher.log_std_init=-3.5"])
     train_teacher(cfg, tmp_path, MetricsLog(tmp_path, tensorboard=False))
+    save_config(cfg, tmp_path / "config.yaml")  # a run directory, as train-teacher leaves one
     saved = PPO.load(str(tmp_path / "teacher" / "sb3_model.zip"), device="cpu")
     assert saved.policy.log_std.exp().max() < 0.05  # the collapsed noise the option is for
     seen = _spy_on_learn(monkeypatch)
-    more = rd.load_config(PENDULUM, overrides=[*RESUMABLE, "teacher.total_timesteps=3072", "teacher.action_std=0.6"])
-    train_teacher(more, tmp_path, MetricsLog(tmp_path, tensorboard=False), resume=True)
+    assert main(["train-teacher", "--resume", str(tmp_path), "--set", "teacher.total_timesteps=3072",
+                 "--set", "teacher.action_std=0.6"]) == 0
     assert torch.allclose(seen["weights"]["log_std"], torch.full_like(saved.policy.log_std, math.log(0.6)))
     for name, value in saved.policy.state_dict().items():
         if name != "log_std":
             assert torch.equal(seen["weights"][name], value), name
     # Adam's moments come back for every parameter but the noise's, which restarts from zero
     assert seen["adam_state"] == len(list(saved.policy.parameters())) - 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["teacher_action_std_restart"] == {"std": 0.6, "at_env_steps": 2048}
+    # once: the run keeps its config without the setting, so a later resume goes on with the noise it has
+    assert rd.load_config(tmp_path / "config.yaml").teacher.action_std is None
+    resumed = PPO.load(str(tmp_path / "teacher" / "sb3_model.zip"), device="cpu")
+    assert main(["train-teacher", "--resume", str(tmp_path), "--set", "teacher.total_timesteps=4096"]) == 0
+    capsys.readouterr()
+    assert torch.equal(seen["weights"]["log_std"], resumed.policy.log_std.detach())
 
 
 def test_sac_refuses_an_action_std() -> None:
