@@ -367,8 +367,9 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
         model = _new_sb3_model(cfg, vecnorm or venv, str(out_dir.parent / "tensorboard"), device)
         if init is not None:
             start_from_teacher(model, vecnorm, init)
-    if tc.action_std is not None and (resume or init is not None):
-        reset_action_std(model, tc.action_std)
+    restart_std = tc.action_std if resume or init is not None else None  # a fresh run starts at log_std_init
+    if restart_std is not None:
+        reset_action_std(model, restart_std)
 
     def publish(model: Any, norm: Any) -> None:
         with torch.random.fork_rng():  # building the module draws initial weights: keep SB3's stream untouched
@@ -398,8 +399,8 @@ def train_sb3(cfg: "Config", out_dir: Path, metrics: MetricsLog, group: str = "p
     info = {"env_steps": int(model.num_timesteps), "wall_seconds": wall,
             "steps_per_second": (model.num_timesteps - start_steps) / max(wall, 1e-9),
             "train_return": _mean_episode_return(model), "time_boxed": callback.timed_out}
-    if tc.action_std is not None and (resume or init is not None):
-        info["action_std_restart"] = {"std": tc.action_std, "at_env_steps": int(start_steps)}
+    if restart_std is not None:
+        info["action_std_restart"] = {"std": restart_std, "at_env_steps": int(start_steps)}
     return policy, info
 
 

@@ -403,6 +403,9 @@ class Quadruped(Task):
     def _contacts(self, sim: SimArrays) -> Array:
         return sim.sensordata[:, self._foot_touch_cols] > self.CONTACT_FORCE  # [B, 4]
 
+    def _feet(self, sim: SimArrays) -> Array:
+        return sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(self.legs), 3)  # world positions [B, 4, 3]
+
     def extra_observation(self, name: str, sim: SimArrays, params: dict[str, Array], xp: Any) -> Array:
         """``foot_contact`` [B, 4], ``base_height`` above the terrain [B, 1], ``terrain_heights`` [B, 4*9]."""
         if name == "foot_contact":
@@ -414,7 +417,7 @@ class Quadruped(Task):
             # each foot's height above the ground at a yaw-aligned SCAN x SCAN grid around it [B, 4 * SCAN^2]
             yaw = _yaw_from_quat(sim.sensordata[:, self._s["imu_quat"]], xp)[:, None, None]  # [B, 1, 1]
             cos, sin = xp.cos(yaw), xp.sin(yaw)
-            feet = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(self.legs), 3)  # [B, 4, 3]
+            feet = self._feet(sim)  # [B, 4, 3]
             x = feet[:, :, 0:1] + cos * self._scan_x - sin * self._scan_y  # [B, 4, S]
             y = feet[:, :, 1:2] + sin * self._scan_x + cos * self._scan_y
             batch = feet.shape[0]
@@ -438,8 +441,7 @@ class Quadruped(Task):
         contacts = self._contacts(sim)
         moving = self._moving(command, xp)
         thigh = sim.sensordata[:, self._thigh_touch_cols]  # [B, 4]
-        feet_z = sim.sensordata[:, self._foot_pos_cols].reshape(-1, len(self.legs), 3)[:, :, 2]  # [B, 4]
-        height = sim.qpos[:, 2] - xp.mean(feet_z, axis=-1)  # the trunk above its feet [B]
+        height = sim.qpos[:, 2] - xp.mean(self._feet(sim)[:, :, 2], axis=-1)  # the trunk above its feet [B]
         fl, fr, rl, rr = (contacts[:, self.legs.index(leg)] for leg in LEGS)
         trot = (fl & rr & ~fr & ~rl) | (fr & rl & ~fl & ~rr)
         return {
