@@ -38,6 +38,10 @@ TEACHER_FILE = "teacher.pt"
 INIT_OBS_COUNT = 1e6  # weight of a teacher file's observation statistics when a run starts from it
 RETURN_WARMUP_HORIZONS = 3  # discount horizons 1 / (1 - gamma) played to estimate the return statistics
 RETURN_WARMUP_MAX_STEPS = 1000  # per environment, however long the horizon
+# PPO's mean action noise outside this band has stopped helping: below, exploration has stopped (the Go1's teacher at
+# 0.02-0.04 learned nothing more); above, most sampled actions are clipped at the action bounds of +-1 (the G1's at
+# 1.9). docs/RESULTS.md, the Go1's fifteenth session and the G1 section.
+HEALTHY_ACTION_STD = (0.05, 1.0)
 
 
 class SB3VecEnv(VecEnv):
@@ -258,6 +262,7 @@ class _ProgressCallback(BaseCallback):
         self.stage, self.publish = stage, publish
         self.bar: tqdm | None = None
         self._last_log, self._last_ckpt, self._t0, self._n0 = 0, 0, time.time(), 0
+        self._noise_warned = False  # the action-noise warning is logged once per run, when it first applies
 
     def _on_training_start(self) -> None:
         self._t0, self._n0 = time.time(), self.num_timesteps  # a resumed run starts counting where it stopped
@@ -278,6 +283,10 @@ class _ProgressCallback(BaseCallback):
             # PPO's state-independent action noise: when it collapses, training stalls (teacher.action_std restarts it)
             noise = getattr(self.model.policy, "log_std", None)
             spread = {} if not isinstance(noise, nn.Parameter) else {"action_std": float(noise.detach().exp().mean())}
+            warning = action_noise_warning(spread["action_std"]) if spread else None
+            if warning is not None and not self._noise_warned:
+                self._noise_warned = True
+                log.warning("%s at %d env steps: %s", self.stage, n, warning)
             self.metrics.write(self.stage, n, episode_return=ret,
                                steps_per_second=(n - self._n0) / (time.time() - self._t0), **spread,
                                **{f"reward/{name}": value for name, value in terms.items()})
@@ -301,6 +310,19 @@ class _ProgressCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def action_noise_warning(std: float) -> str | None:
+    """Why PPO's mean action noise ``std`` no longer serves training, with the remedy; None inside the band."""
+    low, high = HEALTHY_ACTION_STD
+    if std < low:
+        return (f"the action noise has collapsed to std {std:.3g}: exploration has stopped; restart it with "
+                "--resume RUN --set teacher.action_std=0.15 and keep teacher.ent_coef above zero")
+    if std > high:
+        return (f"the action noise has grown to std {std:.3g}, wider than the action bounds: most sampled actions are "
+                "clipped at +-1; restart it with --resume RUN --set teacher.action_std=0.3 and a smaller "
+                "teacher.ent_coef")
+    return None
 
 
 def _mean_episode_return(model: Any) -> float:

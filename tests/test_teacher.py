@@ -202,6 +202,27 @@ def test_action_std_restarts_a_resumed_policys_collapsed_noise_once(tmp_path, mo
     assert torch.equal(seen["weights"]["log_std"], resumed.policy.log_std.detach())
 
 
+def test_a_collapsed_or_saturated_action_noise_is_warned_about_once_with_its_remedy(tmp_path, caplog) -> None:
+    """Noise outside HEALTHY_ACTION_STD gets one warning per run naming the restart; healthy noise gets none."""
+    import logging
+
+    import robodistill as rd
+    from robodistill.runs import MetricsLog
+    from robodistill.teacher import HEALTHY_ACTION_STD, action_noise_warning, train_sb3
+
+    low, high = HEALTHY_ACTION_STD
+    assert action_noise_warning(low) is None and action_noise_warning(high) is None
+    assert "teacher.action_std=0.15" in action_noise_warning(0.99 * low)
+    assert "clipped" in action_noise_warning(1.01 * high)
+    for std_init, expected in ((-3.5, "collapsed to std 0.03"), (-0.5, None)):  # exp(-3.5) = 0.030
+        caplog.clear()
+        cfg = rd.load_config(PENDULUM, overrides=[*TINY, f"teacher.log_std_init={std_init}"])
+        with caplog.at_level(logging.WARNING, logger="robodistill.teacher"):
+            train_sb3(cfg, tmp_path / str(std_init), MetricsLog(tmp_path / str(std_init), tensorboard=False))
+        warnings = [r.getMessage() for r in caplog.records if "action noise" in r.getMessage()]
+        assert warnings == [] if expected is None else len(warnings) == 1 and expected in warnings[0], warnings
+
+
 def test_sac_refuses_an_action_std() -> None:
     import robodistill as rd
     from robodistill.errors import ConfigError
