@@ -280,13 +280,14 @@ class _ProgressCallback(BaseCallback):
             if self.bar is not None:
                 self.bar.set_postfix(ret=f"{ret:.1f}")
             terms = self.adapter.pop_reward_terms() if self.adapter is not None else {}
-            # PPO's state-independent action noise: when it collapses, training stalls (teacher.action_std restarts it)
+            spread = {}
             noise = getattr(self.model.policy, "log_std", None)
-            spread = {} if not isinstance(noise, nn.Parameter) else {"action_std": float(noise.detach().exp().mean())}
-            warning = action_noise_warning(spread["action_std"]) if spread else None
-            if warning is not None and not self._noise_warned:
-                self._noise_warned = True
-                log.warning("%s at %d env steps: %s", self.stage, n, warning)
+            if isinstance(noise, nn.Parameter):  # PPO's state-independent action noise (SAC has none)
+                spread["action_std"] = float(noise.detach().exp().mean())
+                warning = None if self._noise_warned else action_noise_warning(spread["action_std"])
+                if warning is not None:
+                    self._noise_warned = True
+                    log.warning("%s at %d env steps: %s", self.stage, n, warning)
             self.metrics.write(self.stage, n, episode_return=ret,
                                steps_per_second=(n - self._n0) / (time.time() - self._t0), **spread,
                                **{f"reward/{name}": value for name, value in terms.items()})
